@@ -1,0 +1,207 @@
+"""The ``nnzoo`` command line.
+
+    nnzoo fit --model gnn --data mnist_inr [--trainer default] [key=value ...]
+    nnzoo test --checkpoint runs/.../checkpoints/best.ckpt [key=value ...]
+    nnzoo build --data mnist_inr [data.build.size=5000]
+    nnzoo list [models|data|configs]
+    nnzoo config --model gnn --data mnist_inr [key=value ...]
+
+``model=NAME``, ``data=NAME`` and ``trainer=NAME`` are accepted as positional
+forms of the flags.  Errors caused by input print one line and exit with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from rich.console import Console
+from rich.table import Table
+
+from nnzoo.errors import NnzooError
+
+console = Console()
+SELECTORS = ("model", "data", "trainer")
+
+
+def _split_selectors(args: argparse.Namespace) -> list[str]:
+    """Move ``model=X``/``data=X``/``trainer=X`` overrides onto the flags; return the rest."""
+    rest = []
+    for item in args.overrides:
+        key, _, value = item.partition("=")
+        if key in SELECTORS and value:
+            setattr(args, key, value)
+        else:
+            rest.append(item)
+    return rest
+
+
+def _compose(args: argparse.Namespace):
+    from nnzoo.config import compose
+    overrides = _split_selectors(args)
+    if not args.model or not args.data:
+        raise NnzooError("choose a model and a dataset, e.g. `nnzoo fit --model gnn --data mnist_inr` "
+                         "(see `nnzoo list`)")
+    return compose(args.model, args.data, args.trainer, overrides)
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from nnzoo.train import fit
+    result = fit(_compose(args))
+    _print_metrics(result.metrics, f"{result.metrics['model']} on {result.metrics['data']}")
+    console.print(f"run folder: {result.run_dir}  (tensorboard --logdir {result.run_dir.parent})")
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    import lightning as L
+
+    from nnzoo.config import apply_overrides, load_yaml
+    from nnzoo.io import write_json
+    from nnzoo.train import build_datamodule, load_task
+
+    checkpoint = Path(args.checkpoint)
+    task = load_task(checkpoint)
+    run_config = checkpoint.parent.parent / "config.yaml"
+    if not run_config.is_file():
+        raise NnzooError(f"no config.yaml beside {checkpoint} (expected {run_config}); "
+                         "test checkpoints from an nnzoo run folder")
+    cfg = apply_overrides(load_yaml(run_config), args.overrides)
+    datamodule = build_datamodule(cfg)
+    trainer = L.Trainer(accelerator="cpu" if args.cpu else "auto", devices=1, logger=False,
+                        enable_progress_bar=True)
+    results = trainer.test(task, datamodule=datamodule, verbose=False)[0]
+    metrics = {"checkpoint": str(checkpoint), **{k: float(v) for k, v in results.items()}}
+    if args.output:
+        write_json(args.output, metrics)
+    _print_metrics(metrics, f"test of {checkpoint}")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from nnzoo.config import compose
+    from nnzoo.train import build_datamodule
+    overrides = _split_selectors(args)
+    if not args.data:
+        raise NnzooError("choose a dataset: nnzoo build --data mnist_inr")
+    cfg = compose("gnn", args.data, "default", overrides)
+    datamodule = build_datamodule(cfg)
+    datamodule.prepare_data()
+    _print_metrics(datamodule.describe(), f"dataset {args.data}")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    console.print(OmegaConf.to_yaml(_compose(args)), markup=False, highlight=False)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from nnzoo.config import KINDS, available
+    from nnzoo.data import DATASETS
+    from nnzoo.models import MODELS
+    what = args.what
+    if what in ("all", "models"):
+        table = Table(title="models")
+        for col in ("name", "params (mnist_inr)", "tasks", "CNNs", "mixed archs", "summary"):
+            table.add_column(col)
+        for name in MODELS.names():
+            entry = MODELS.entry(name)
+            m = entry.meta
+            table.add_row(name, f"{_param_count(name):,}", ", ".join(m["tasks"]), _yes(m["conv"]),
+                          _yes(m["heterogeneous"]), entry.summary)
+        console.print(table)
+    if what in ("all", "data"):
+        table = Table(title="datasets")
+        for col in ("name", "task", "summary"):
+            table.add_column(col)
+        for name in DATASETS.names():
+            entry = DATASETS.entry(name)
+            table.add_row(name, entry.meta.get("task", ""), entry.summary)
+        console.print(table)
+    if what in ("all", "configs"):
+        table = Table(title="configs (zoo_configs/)")
+        table.add_column("kind")
+        table.add_column("names")
+        for kind in KINDS:
+            table.add_row(kind, ", ".join(available(kind)))
+        console.print(table)
+    return 0
+
+
+def _param_count(name: str) -> int:
+    """Parameters of a model built with its default config for MNIST INRs (no data needed)."""
+    from nnzoo.config import load_yaml, config_path, to_container
+    from nnzoo.data.weights import DataInfo
+    from nnzoo.models import count_parameters, create_model
+    from nnzoo.nets.spec import siren_spec
+    info = DataInfo("mnist_inr", "classification", 10, (siren_spec(),))
+    options = to_container(load_yaml(config_path("model", name)).model)
+    options.pop("name")
+    return count_parameters(create_model(name, info, **options))
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _print_metrics(metrics: dict[str, Any], title: str) -> None:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value")
+    for key, value in metrics.items():
+        if isinstance(value, float):
+            value = f"{value:.4f}"
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nnzoo", description="Learning on neural-network weights.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_selection(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--model", help="model name (nnzoo list models)")
+        p.add_argument("--data", help="dataset name (nnzoo list data)")
+        p.add_argument("--trainer", default="default", help="trainer config (zoo_configs/trainer)")
+        p.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. trainer.max_epochs=5")
+
+    p = sub.add_parser("fit", help="train a model on a dataset, then test the best checkpoint")
+    with_selection(p)
+    p.set_defaults(func=cmd_fit)
+    p = sub.add_parser("config", help="print the merged config of a run")
+    with_selection(p)
+    p.set_defaults(func=cmd_config)
+    p = sub.add_parser("build", help="build (or locate) a dataset without training")
+    p.add_argument("--data")
+    p.add_argument("overrides", nargs="*")
+    p.set_defaults(func=cmd_build, model=None, trainer="default")
+    p = sub.add_parser("test", help="evaluate a checkpoint on the test split of its run's dataset")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--output", help="also write the metrics to this JSON file")
+    p.add_argument("--cpu", action="store_true", help="force CPU")
+    p.add_argument("overrides", nargs="*", help="overrides of the run's config, e.g. data.root=...")
+    p.set_defaults(func=cmd_test)
+    p = sub.add_parser("list", help="list models, datasets and configs")
+    p.add_argument("what", nargs="?", default="all", choices=("all", "models", "data", "configs"))
+    p.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except NnzooError as exc:
+        print(f"nnzoo: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nnzoo: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""YAML configs under ``zoo_configs/{model,data,trainer,benchmark}/``, merged with omegaconf.
+
+Merge order (later wins): ``trainer/<trainer>.yaml`` -> ``data/<data>.yaml`` ->
+``model/<model>.yaml`` -> command-line ``key=value`` overrides.  The merged
+config is in struct mode, so a misspelt override key is an error rather than
+silently ignored.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from nnzoo.errors import NnzooError, unknown_name
+
+KINDS = ("model", "data", "trainer", "benchmark")
+
+
+def config_root() -> Path:
+    """``$NNZOO_CONFIGS``, the repository's ``zoo_configs/``, or the copy installed with the package."""
+    if os.environ.get("NNZOO_CONFIGS"):
+        return Path(os.environ["NNZOO_CONFIGS"])
+    repo = Path(__file__).resolve().parent.parent / "zoo_configs"
+    if repo.is_dir():
+        return repo
+    return Path(str(resources.files("nnzoo") / "zoo_configs"))
+
+
+def available(kind: str) -> list[str]:
+    """Names of the YAML files of one kind (``model``, ``data``, ...)."""
+    folder = config_root() / kind
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def config_path(kind: str, name: str) -> Path:
+    path = config_root() / kind / f"{name}.yaml"
+    if not path.is_file():
+        raise unknown_name(f"{kind} config", name, available(kind))
+    return path
+
+
+def load_yaml(path: Path) -> DictConfig:
+    try:
+        cfg = OmegaConf.load(path)
+    except (OmegaConfBaseException, OSError, ValueError) as exc:
+        raise NnzooError(f"cannot parse config {path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(cfg, DictConfig):
+        raise NnzooError(f"config {path} must be a mapping")
+    return cfg
+
+
+def compose(model: str, data: str, trainer: str = "default", overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """The full run config for ``model`` on ``data`` with ``key=value`` overrides applied."""
+    cfg = OmegaConf.merge(load_yaml(config_path("trainer", trainer)), load_yaml(config_path("data", data)),
+                          load_yaml(config_path("model", model)))
+    OmegaConf.set_struct(cfg, True)
+    return apply_overrides(cfg, overrides)
+
+
+def apply_overrides(cfg: DictConfig, overrides: list[str] | tuple[str, ...]) -> DictConfig:
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise NnzooError(f"override '{bad[0]}' is not key=value")
+    try:
+        return OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+    except OmegaConfBaseException as exc:
+        msg = str(exc).splitlines()[0]
+        raise NnzooError(f"bad override ({msg}); see the keys in `nnzoo config --model ... --data ...`") from None
+
+
+def to_container(cfg: DictConfig | Any) -> Any:
+    """Plain, resolved Python containers (for constructors and JSON)."""
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg

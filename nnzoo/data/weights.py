@@ -1,0 +1,227 @@
+"""Containers for datasets of network weights.
+
+* :class:`WeightDataset` keeps one ``(N_spec, P_spec)`` tensor per architecture
+  and returns whole mini-batches through ``__getitems__`` (one gather, no
+  per-sample Python collate).
+* :class:`WeightBatch` is a mini-batch grouped by architecture; Lightning moves
+  it to the device through its ``to`` method.
+* :class:`DataInfo` is what a model must know about the data to be built
+  (architectures, number of outputs, normalisation statistics).  It is plain
+  data, stored in every checkpoint, so a trained model can be rebuilt without
+  the dataset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from nnzoo.errors import NnzooError
+from nnzoo.nets.spec import NORM_ROLES, NetworkSpec
+
+
+class WeightBatch:
+    """A mini-batch of networks grouped by architecture.
+
+    ``params[g]`` is ``(B_g, P_g)`` for ``specs[g]``; ``y`` holds the targets in
+    group order (class ids, or accuracies for regression).
+    """
+
+    def __init__(self, specs: Sequence[NetworkSpec], params: Sequence[Tensor], y: Tensor) -> None:
+        self.specs = tuple(specs)
+        self.params = tuple(params)
+        self.y = y
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    @property
+    def homogeneous(self) -> bool:
+        return len(self.specs) == 1
+
+    @property
+    def spec(self) -> NetworkSpec:
+        """The single architecture of a homogeneous batch."""
+        if not self.homogeneous:
+            raise NnzooError(f"this batch mixes {len(self.specs)} architectures; the model needs one")
+        return self.specs[0]
+
+    @property
+    def flat(self) -> Tensor:
+        """``(B, P)`` parameters of a homogeneous batch."""
+        _ = self.spec
+        return self.params[0]
+
+    def replace(self, params: Sequence[Tensor] | None = None, y: Tensor | None = None) -> "WeightBatch":
+        return WeightBatch(self.specs, self.params if params is None else params, self.y if y is None else y)
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "WeightBatch":
+        return WeightBatch(self.specs, [p.to(device, non_blocking=non_blocking) for p in self.params],
+                           self.y.to(device, non_blocking=non_blocking))
+
+    def __repr__(self) -> str:
+        groups = ", ".join(f"{len(p)}x[{s.describe()}]" for s, p in zip(self.specs, self.params))
+        return f"WeightBatch({groups})"
+
+
+BatchTransform = Callable[[WeightBatch], WeightBatch]
+
+
+class WeightDataset(Dataset):
+    """Networks of one or more architectures with one target each.
+
+    ``params[s]`` is ``(N_s, P_s)``; sample ``i`` is row ``row[i]`` of group
+    ``group[i]``.  ``transform`` (e.g. augmentation) is applied per mini-batch.
+    """
+
+    def __init__(self, specs: Sequence[NetworkSpec], params: Sequence[Tensor], group: Tensor, row: Tensor,
+                 targets: Tensor, transform: BatchTransform | None = None) -> None:
+        if not (len(group) == len(row) == len(targets)):
+            raise NnzooError("group, row and targets must have one entry per network")
+        self.specs, self.params = tuple(specs), tuple(params)
+        self.group, self.row, self.targets = group.long(), row.long(), targets
+        self.transform = transform
+
+    @classmethod
+    def homogeneous(cls, spec: NetworkSpec, params: Tensor, targets: Tensor,
+                    transform: BatchTransform | None = None) -> "WeightDataset":
+        n = params.shape[0]
+        return cls([spec], [params], torch.zeros(n, dtype=torch.long), torch.arange(n), targets, transform)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> WeightBatch:
+        return self.__getitems__([index])
+
+    def __getitems__(self, indices: Sequence[int]) -> WeightBatch:
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        groups = self.group[idx]
+        specs, params, ys = [], [], []
+        for g in torch.unique(groups).tolist():  # sorted group order
+            sel = idx[groups == g]
+            specs.append(self.specs[g])
+            params.append(self.params[g][self.row[sel]])
+            ys.append(self.targets[sel])
+        batch = WeightBatch(specs, params, torch.cat(ys))
+        return self.transform(batch) if self.transform is not None else batch
+
+    def subset(self, indices: Tensor) -> "WeightDataset":
+        """A view on some networks (the parameter tensors are shared, not copied)."""
+        return WeightDataset(self.specs, self.params, self.group[indices], self.row[indices],
+                             self.targets[indices], self.transform)
+
+    def with_transform(self, transform: BatchTransform | None) -> "WeightDataset":
+        """The same networks, served through ``transform`` (e.g. augmentation for training)."""
+        return WeightDataset(self.specs, self.params, self.group, self.row, self.targets, transform)
+
+
+def collate_weight_batch(batch: WeightBatch) -> WeightBatch:
+    """DataLoader ``collate_fn``: ``__getitems__`` already returns a collated batch."""
+    return batch
+
+
+# ------------------------------------------------------------------ statistics
+def layer_statistics(specs: Sequence[NetworkSpec], params: Sequence[Tensor]) -> dict[str, list[list[float]]]:
+    """Mean and std of every ``(role, layer)`` tensor pooled over networks and entries.
+
+    Pooling over all entries of a layer (not per entry) keeps the
+    normalisation permutation-invariant, unlike DWSNets' per-entry statistics.
+    Returns ``{role: [[mean, std] for each layer index]}``.
+    """
+    sums: dict[tuple[str, int], list[float]] = {}
+    for spec, p in zip(specs, params):
+        p64 = p.double()
+        for s in spec.slots:
+            block = p64[:, s.start:s.end]
+            acc = sums.setdefault((s.role, s.layer), [0.0, 0.0, 0.0])
+            acc[0] += block.numel()
+            acc[1] += block.sum().item()
+            acc[2] += block.pow(2).sum().item()
+    max_layer = max(layer for _, layer in sums) + 1
+    stats: dict[str, list[list[float]]] = {}
+    for (role, layer), (count, total, squares) in sorted(sums.items()):
+        mean = total / count
+        std = max((squares / count - mean * mean), 0.0) ** 0.5
+        table = stats.setdefault(role, [[0.0, 1.0] for _ in range(max_layer)])
+        table[layer] = [mean, std if std > 1e-8 else 1.0]
+    return stats
+
+
+@dataclass
+class DataInfo:
+    """What a model needs to know about a dataset; plain data, saved in checkpoints."""
+
+    name: str
+    task: str  # "classification" | "regression"
+    num_outputs: int  # classes for classification, 1 for regression
+    specs: tuple[NetworkSpec, ...]
+    stats: dict[str, list[list[float]]] = field(default_factory=dict)
+    class_names: list[str] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.specs = tuple(NetworkSpec.from_dict(s) if isinstance(s, dict) else s for s in self.specs)
+        if self.task not in ("classification", "regression"):
+            raise NnzooError(f"unknown task '{self.task}'")
+        if not self.specs:
+            raise NnzooError(f"dataset '{self.name}' has no architectures")
+        if len({(s.num_inputs, s.num_outputs) for s in self.specs}) > 1:
+            raise NnzooError(f"dataset '{self.name}' mixes networks with different numbers of inputs/outputs; "
+                             "positional embeddings and the readout need them equal")
+
+    @property
+    def homogeneous(self) -> bool:
+        return len(self.specs) == 1
+
+    @property
+    def edge_kernel(self) -> tuple[int, int]:
+        """Kernel size every edge feature is padded to (largest kernel in the dataset)."""
+        return (max(s.max_kernel[0] for s in self.specs), max(s.max_kernel[1] for s in self.specs))
+
+    @property
+    def edge_dim(self) -> int:
+        return self.edge_kernel[0] * self.edge_kernel[1]
+
+    @property
+    def node_roles(self) -> tuple[str, ...]:
+        """Per-neuron tensors used as node features."""
+        if any(layer.norm for s in self.specs for layer in s.layers):
+            return ("bias", *NORM_ROLES)
+        return ("bias",)
+
+    @property
+    def coordinate_networks(self) -> bool:
+        """True for MLPs on coordinates (INRs): they can be evaluated at probe points."""
+        return all(not s.is_conv and s.input_kind == "coords" for s in self.specs)
+
+    @property
+    def network_inputs(self) -> int:
+        return self.specs[0].num_inputs
+
+    @property
+    def network_outputs(self) -> int:
+        return self.specs[0].num_outputs
+
+    @property
+    def max_hidden_groups(self) -> int:
+        return max(s.num_layers - 1 for s in self.specs)
+
+    @property
+    def num_pos_slots(self) -> int:
+        """Rows of a positional-embedding table: inputs, one per hidden layer, outputs."""
+        return self.network_inputs + self.max_hidden_groups + self.network_outputs
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "task": self.task, "num_outputs": self.num_outputs,
+                "specs": [s.to_dict() for s in self.specs], "stats": self.stats,
+                "class_names": self.class_names, "extra": dict(self.extra)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DataInfo":
+        return cls(**{**d, "specs": tuple(d["specs"])})

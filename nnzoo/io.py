@@ -1,0 +1,98 @@
+"""Safe file input/output shared by datasets, runs and the checkpoint zoo.
+
+* Results are written atomically (temp file in the same folder + ``os.replace``)
+  so a killed run never leaves a half-written JSON or checkpoint behind.
+* Tensors are read with ``torch.load(weights_only=True)``: a pickle that carries
+  code is refused instead of executed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from nnzoo.errors import NnzooError
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; move it into place only on success."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as pretty JSON, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write text atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def save_tensors(path: str | os.PathLike, obj: Any) -> None:
+    """``torch.save`` atomically (only tensors/containers: loadable with weights_only)."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
+    """Read JSON with a one-line error naming the file on failure."""
+    p = Path(path)
+    if not p.is_file():
+        raise NnzooError(f"{what} not found: {p}")
+    try:
+        return json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise NnzooError(f"{what} {p} is not valid JSON ({exc.__class__.__name__}: {exc}); "
+                         "restore or regenerate it") from None
+
+
+def load_tensors(path: str | os.PathLike, what: str = "file") -> Any:
+    """``torch.load(weights_only=True)`` with one-line errors for missing, corrupt or unsafe files."""
+    p = Path(path)
+    if not p.is_file():
+        raise NnzooError(f"{what} not found: {p}")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types: UnpicklingError, RuntimeError, EOFError...
+        msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise NnzooError(f"refusing to load {p}: it contains pickled code, not just tensors "
+                             "(only plain state dicts are accepted; re-save it with torch.save(state_dict))"
+                             ) from None
+        raise NnzooError(f"cannot read {what} {p}: corrupt or not a torch file ({msg[:160]}); "
+                         "delete it and rebuild/re-download") from None
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file (used by the checkpoint zoo and dataset caches)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def cache_home() -> Path:
+    """Where built datasets and caches live: ``$NNZOO_HOME`` or ``~/.cache/nnzoo``."""
+    return Path(os.environ.get("NNZOO_HOME", Path.home() / ".cache" / "nnzoo")).expanduser()

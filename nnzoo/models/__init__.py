@@ -1,0 +1,9 @@
+"""Metanetworks, registered by name: ``create_model("gnn", info)``.
+
+Importing this package registers every built-in model.
+"""
+
+from nnzoo.models import gnn  # noqa: F401  (registers "gnn")
+from nnzoo.models.registry import MODELS, count_parameters, create_model, register_model
+
+__all__ = ["MODELS", "count_parameters", "create_model", "register_model"]

@@ -1,0 +1,68 @@
+"""Lifting scalar weights and biases into feature vectors."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+class FourierFeatures(nn.Module):
+    """Random Gaussian Fourier features ``[cos(2 pi B x), sin(2 pi B x)]`` (Tancik et al. 2020).
+
+    Raw weights are tiny scalars whose exact values matter; a fixed random
+    sinusoidal lift lets a linear layer separate nearby values.  ``B`` is a
+    buffer, so it is saved with the model.
+    """
+
+    def __init__(self, in_dim: int, num_frequencies: int = 128, sigma: float = 3.0) -> None:
+        super().__init__()
+        self.register_buffer("frequencies", torch.randn(num_frequencies, in_dim) * sigma)
+        self.out_dim = 2 * num_frequencies
+
+    def forward(self, x: Tensor) -> Tensor:
+        proj = 2 * math.pi * x @ self.frequencies.t()
+        return torch.cat([proj.cos(), proj.sin()], dim=-1)
+
+
+class FeatureEncoder(nn.Module):
+    """Scalar (or small vector) feature -> ``out_dim``: optional Fourier lift, then a 2-layer MLP."""
+
+    def __init__(self, in_dim: int, out_dim: int, fourier_features: int = 0, sigma: float = 3.0) -> None:
+        super().__init__()
+        self.fourier = FourierFeatures(in_dim, fourier_features, sigma) if fourier_features > 0 else None
+        lifted = self.fourier.out_dim if self.fourier is not None else in_dim
+        self.mlp = nn.Sequential(nn.Linear(lifted, out_dim), nn.SiLU(), nn.Linear(out_dim, out_dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.mlp(self.fourier(x) if self.fourier is not None else x)
+
+
+class NodePositionEmbedding(nn.Module):
+    """Learned embedding per input neuron, per hidden layer and per output neuron.
+
+    Input and output neurons are not interchangeable (pixel x vs. y, class 3
+    vs. 7) so each gets its own vector; neurons of one hidden layer share one,
+    which keeps hidden-neuron permutation symmetry.  Slots come from
+    :class:`~nnzoo.graphs.GraphTemplate` (``node_pos``; negative = outputs).
+    """
+
+    def __init__(self, num_slots: int, dim: int) -> None:
+        super().__init__()
+        self.table = nn.Embedding(num_slots, dim)
+
+    def forward(self, node_pos: Tensor) -> Tensor:
+        return self.table(torch.where(node_pos < 0, node_pos + self.table.num_embeddings, node_pos))
+
+
+def mlp(dims: list[int], act: type[nn.Module] = nn.ReLU, dropout: float = 0.0) -> nn.Sequential:
+    """``Linear -> act (-> dropout)`` stack with a plain last ``Linear``."""
+    layers: list[nn.Module] = []
+    for i in range(len(dims) - 1):
+        layers.append(nn.Linear(dims[i], dims[i + 1]))
+        if i < len(dims) - 2:
+            layers.append(act())
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)

@@ -1,0 +1,100 @@
+"""PNA message passing with edge-feature modulation, and the edge update of NG-GNN."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+AGGREGATORS = ("mean", "min", "max", "std", "sum")
+SCALERS = ("identity", "amplification", "attenuation")
+
+
+def aggregate(messages: Tensor, in_degree: Tensor, aggregators: Sequence[str]) -> Tensor:
+    """Several permutation-invariant reductions of ``messages``, which are sorted by target node.
+
+    ``in_degree`` gives each node's number of incoming edges (the segment
+    lengths).  Segment reductions on sorted messages run forward and backward
+    about twice as fast as scatter reductions on CPU.  Nodes without incoming
+    edges get zeros.
+    """
+    lengths = in_degree
+    has_edges = (lengths > 0).unsqueeze(-1)
+    count = lengths.clamp_min(1).unsqueeze(-1).to(messages.dtype)
+    out: dict[str, Tensor] = {}
+    if {"sum", "mean", "std"} & set(aggregators):
+        out["sum"] = torch.segment_reduce(messages, "sum", lengths=lengths, unsafe=True)
+        out["mean"] = out["sum"] / count
+        if "std" in aggregators:
+            mean_sq = torch.segment_reduce(messages * messages, "sum", lengths=lengths, unsafe=True) / count
+            out["std"] = (mean_sq - out["mean"].pow(2)).clamp_min(0.0).add(1e-5).sqrt()
+    for name in ("min", "max"):
+        if name in aggregators:
+            reduced = torch.segment_reduce(messages, name, lengths=lengths, unsafe=True)
+            out[name] = torch.where(has_edges, reduced, 0.0)
+    return torch.cat([out[name] for name in aggregators], dim=1)
+
+
+def log_degree(in_degree: Tensor) -> Tensor:
+    """``log(in_degree + 1)`` per node, ``(N, 1)``: the input of PNA's degree scalers."""
+    return in_degree.float().add(1.0).log().unsqueeze(-1)
+
+
+class FiLMPNAConv(nn.Module):
+    """PNA convolution (Corso et al. 2020) whose messages are FiLM-modulated by edge features.
+
+    ``m_ij = gamma(e_ij) * (W_t x_i + W_s x_j) + beta(e_ij)``; the messages are
+    reduced with several aggregators, each rescaled by degree scalers, and mixed
+    with the node's own features.  The weight of the edge *gates* the message
+    instead of being concatenated to it, as in the NG-GNN.
+    """
+
+    def __init__(self, dim: int, edge_dim: int, avg_log_degree: float,
+                 aggregators: Sequence[str] = ("mean", "min", "max", "std"),
+                 scalers: Sequence[str] = ("identity", "amplification")) -> None:
+        super().__init__()
+        bad = (set(aggregators) - set(AGGREGATORS)) | (set(scalers) - set(SCALERS))
+        if bad:
+            raise ValueError(f"unknown PNA aggregators/scalers {sorted(bad)}; known: {AGGREGATORS}, {SCALERS}")
+        self.aggregators, self.scalers = tuple(aggregators), tuple(scalers)
+        self.avg_log_degree = avg_log_degree
+        self.lin_target = nn.Linear(dim, dim)
+        self.lin_source = nn.Linear(dim, dim, bias=False)
+        self.film = nn.Linear(edge_dim, 2 * dim)
+        self.post = nn.Linear(dim * (1 + len(self.aggregators) * len(self.scalers)), dim)
+        self.lin = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor, in_degree: Tensor,
+                log_deg: Tensor) -> Tensor:
+        """``edge_index`` must be sorted by target with ``in_degree`` edges per node (as built by nnzoo.graphs)."""
+        src, dst = edge_index
+        gamma, beta = self.film(edge_attr).chunk(2, dim=-1)
+        # project at the nodes, then gather: N << E, so this is far cheaper than an MLP per edge
+        messages = gamma * (self.lin_target(x)[dst] + self.lin_source(x)[src]) + beta
+        agg = aggregate(messages, in_degree, self.aggregators)
+        scaled = []
+        for name in self.scalers:
+            if name == "identity":
+                scaled.append(agg)
+            elif name == "amplification":
+                scaled.append(agg * (log_deg / self.avg_log_degree))
+            else:
+                scaled.append(agg * (self.avg_log_degree / log_deg.clamp_min(1e-6)))
+        return self.lin(self.post(torch.cat([x, *scaled], dim=-1)))
+
+
+class EdgeUpdate(nn.Module):
+    """``e_ij <- e_ij + MLP(e_ij, x_i, x_j)``: edges (weights) get context from their endpoints."""
+
+    def __init__(self, dim: int, edge_dim: int) -> None:
+        super().__init__()
+        self.lin_edge = nn.Linear(edge_dim, edge_dim)
+        self.lin_source = nn.Linear(dim, edge_dim, bias=False)
+        self.lin_target = nn.Linear(dim, edge_dim, bias=False)
+        self.out = nn.Sequential(nn.SiLU(), nn.Linear(edge_dim, edge_dim))
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> Tensor:
+        src, dst = edge_index
+        hidden = self.lin_edge(edge_attr) + self.lin_source(x)[src] + self.lin_target(x)[dst]
+        return edge_attr + self.out(hidden)

@@ -1,0 +1,52 @@
+"""Model registry: ``create_model(name, info, **hparams)`` like timm's, plus listing metadata."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from nnzoo.data.weights import DataInfo
+from nnzoo.errors import NnzooError
+from nnzoo.registry import Registry
+
+MODELS: Registry[type[nn.Module]] = Registry("model")
+
+
+def register_model(name: str, summary: str, tasks: tuple[str, ...] = ("classification", "regression"),
+                   conv: bool = True, heterogeneous: bool = True, invariant: bool = True):
+    """Register a model class.
+
+    ``conv``: handles convolutional networks; ``heterogeneous``: handles a
+    dataset mixing architectures; ``invariant``: its output is invariant to
+    hidden-neuron permutations by construction.
+    """
+    return MODELS.register(name, summary, tasks=tasks, conv=conv, heterogeneous=heterogeneous,
+                           invariant=invariant)
+
+
+def check_compatible(name: str, info: DataInfo) -> None:
+    """One-line error when a model cannot run on a dataset (instead of a shape error later)."""
+    meta = MODELS.entry(name).meta
+    if info.task not in meta["tasks"]:
+        raise NnzooError(f"model '{name}' does not support {info.task} (dataset '{info.name}')")
+    if any(s.is_conv for s in info.specs) and not meta["conv"]:
+        raise NnzooError(f"model '{name}' cannot read convolutional networks (dataset '{info.name}'); "
+                         "use gnn, transformer or statnn")
+    if not info.homogeneous and not meta["heterogeneous"]:
+        raise NnzooError(f"model '{name}' needs one architecture per dataset but '{info.name}' has "
+                         f"{len(info.specs)}; use gnn or transformer")
+
+
+def create_model(name: str, info: DataInfo, **hparams: Any) -> nn.Module:
+    """Build registered model ``name`` for the dataset described by ``info``."""
+    cls = MODELS.get(name)
+    check_compatible(name, info)
+    try:
+        return cls(info, **hparams)
+    except TypeError as exc:
+        raise NnzooError(f"bad option for model '{name}': {exc}") from None
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

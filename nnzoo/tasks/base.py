@@ -1,0 +1,59 @@
+"""LightningModules that train any registered model on a weight dataset.
+
+The split follows Lightning's: the datamodule owns data, the task owns the
+model, loss, metrics and optimiser.  The model is rebuilt from the task's
+hyperparameters (model options + the dataset's :class:`DataInfo`), which
+Lightning stores in every checkpoint, so ``load_from_checkpoint`` needs no data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from nnzoo.data.weights import DataInfo, WeightBatch
+from nnzoo.models import count_parameters, create_model
+
+
+class WeightSpaceTask(L.LightningModule):
+    """Common optimisation: AdamW (amsgrad) with linear warm-up, then constant or cosine decay.
+
+    Gradient clipping is the Trainer's ``gradient_clip_val``.
+    """
+
+    def __init__(self, model: dict[str, Any], data_info: dict[str, Any], optim: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.info = DataInfo.from_dict(data_info)
+        options = {k: v for k, v in model.items() if k != "name"}
+        self.model = create_model(model["name"], self.info, **options)
+        self.optim = {"lr": 1e-3, "weight_decay": 5e-4, "amsgrad": True, "warmup_steps": 100,
+                      "schedule": "constant", **(optim or {})}
+
+    @property
+    def num_parameters(self) -> int:
+        return count_parameters(self.model)
+
+    def forward(self, batch: WeightBatch) -> Tensor:
+        return self.model(batch)
+
+    def configure_optimizers(self):
+        o = self.optim
+        optimizer = torch.optim.AdamW(self.parameters(), lr=o["lr"], weight_decay=o["weight_decay"],
+                                      amsgrad=o["amsgrad"])
+        warmup = max(int(o["warmup_steps"]), 1)
+        total = max(int(self.trainer.estimated_stepping_batches), warmup + 1) if self._trainer else warmup + 1
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            if o["schedule"] == "cosine":
+                progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+                return 0.5 * (1 + torch.cos(torch.tensor(progress * torch.pi)).item())
+            return 1.0
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,48 @@
+"""Classification of networks from their weights (e.g. which digit an INR draws)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch.nn.functional as F
+from torch import Tensor
+from torchmetrics.classification import MulticlassAccuracy
+
+from nnzoo.data.weights import WeightBatch
+from nnzoo.tasks.base import WeightSpaceTask
+
+
+class ClassificationTask(WeightSpaceTask):
+    """Cross-entropy training; logs ``{train,val,test}/loss`` and ``{train,val,test}/acc``."""
+
+    monitor = ("val/acc", "max")
+
+    def __init__(self, model: dict[str, Any], data_info: dict[str, Any], optim: dict[str, Any] | None = None) -> None:
+        super().__init__(model, data_info, optim)
+        classes = self.info.num_outputs
+        self.acc = {stage: MulticlassAccuracy(classes, average="micro") for stage in ("train", "val", "test")}
+        for stage, metric in self.acc.items():
+            self.add_module(f"{stage}_acc", metric)
+
+    def _step(self, batch: WeightBatch, stage: str) -> Tensor:
+        logits = self(batch)
+        loss = F.cross_entropy(logits, batch.y)
+        self.acc[stage](logits, batch.y)
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, batch_size=len(batch),
+                 prog_bar=stage == "train")
+        self.log(f"{stage}/acc", self.acc[stage], on_step=False, on_epoch=True, batch_size=len(batch),
+                 prog_bar=stage != "train")
+        return loss
+
+    def training_step(self, batch: WeightBatch, batch_idx: int) -> Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: WeightBatch, batch_idx: int) -> Tensor:
+        return self._step(batch, "val")
+
+    def test_step(self, batch: WeightBatch, batch_idx: int) -> Tensor:
+        return self._step(batch, "test")
+
+    def predict_step(self, batch: WeightBatch, batch_idx: int) -> Tensor:
+        return self(batch).softmax(-1)

@@ -1,0 +1,61 @@
+"""The offline MNIST-INR builder makes real SIRENs of real digits, and the datamodule serves them."""
+
+import json
+from pathlib import Path
+
+import torch
+
+from nnzoo.data.builders.inr import read_build_info, stratified_split
+from nnzoo.data.images import mnist_images
+from nnzoo.data.siren_fit import grid_coordinates, psnr_from_mse
+from nnzoo.nets import mlp_forward
+from tests.conftest import SMALL_INR_BUILD
+
+
+def test_split_is_stratified_disjoint_and_fixed_by_seed():
+    labels = torch.arange(1000) % 10
+    a = stratified_split(labels, 300, 0.1, 0.2, seed=3)
+    b = stratified_split(labels, 300, 0.1, 0.2, seed=3)
+    c = stratified_split(labels, 300, 0.1, 0.2, seed=4)
+    assert all(torch.equal(a[s], b[s]) for s in a)
+    assert not torch.equal(a["train"], c["train"])
+    assert [len(a[s]) for s in ("train", "val", "test")] == [210, 30, 60]
+    joined = torch.cat(list(a.values()))
+    assert len(joined.unique()) == 300
+    assert torch.bincount(labels[a["test"]]).tolist() == [6] * 10
+
+
+def test_built_inrs_reproduce_their_mnist_images(small_inr_datamodule):
+    dm = small_inr_datamodule
+    info = dm.info
+    assert [len(dm.split(s)) for s in ("train", "val", "test")] == [480, 60, 60]
+    assert info.num_outputs == 10 and info.specs[0].widths == (2, 32, 32, 1)
+    splits_file = Path(info.extra["splits_file"])
+    build = read_build_info(splits_file.parent)
+    assert build["psnr_db"]["min"] >= SMALL_INR_BUILD["psnr_target"] - 1e-3
+    # re-render some test INRs and compare with the source images named in their file paths
+    images, labels = mnist_images()
+    paths = json.loads(splits_file.read_text())["test"]["path"][:10]
+    test = dm.split("test")
+    rendered = mlp_forward(test.params[0][test.row[:10]], info.specs[0], grid_coordinates(28, 28))
+    for path, image, label in zip(paths, rendered, test.targets[:10]):
+        image_id = int(Path(path).parts[1].split("_")[-1])
+        assert labels[image_id] == label
+        psnr = psnr_from_mse((image.view(28, 28) - images[image_id]).pow(2).mean())
+        assert psnr >= SMALL_INR_BUILD["psnr_target"] - 0.5
+
+
+def test_second_datamodule_reuses_the_cached_build(small_inr_datamodule, nnzoo_home):
+    from nnzoo.data import create_datamodule
+    folder = Path(small_inr_datamodule.info.extra["splits_file"]).parent
+    stamp = (folder / "build_info.json").stat().st_mtime_ns
+    dm = create_datamodule("mnist_inr", build=SMALL_INR_BUILD)
+    dm.prepare_data()
+    assert (folder / "build_info.json").stat().st_mtime_ns == stamp
+    assert torch.equal(dm.split("train").params[0], small_inr_datamodule.split("train").params[0])
+
+
+def test_loaders_serve_whole_batches(small_inr_datamodule):
+    loader = small_inr_datamodule.train_dataloader()
+    batch = next(iter(loader))
+    assert batch.flat.shape == (32, 1185) and batch.y.shape == (32,)
