@@ -3,7 +3,10 @@
     nnzoo fit --model gnn --data mnist_inr [--trainer default] [key=value ...]
     nnzoo test --checkpoint runs/.../checkpoints/best.ckpt [key=value ...]
     nnzoo build --data mnist_inr [data.build.size=5000]
-    nnzoo list [models|data|configs]
+    nnzoo benchmark quick [--out DIR] [key=value ...]
+    nnzoo predict --checkpoint gnn-mnist_inr path/to/inr.pth
+    nnzoo export runs/mnist_inr-gnn/version_0 --name gnn-mnist_inr
+    nnzoo list [models|data|checkpoints|configs]
     nnzoo config --model gnn --data mnist_inr [key=value ...]
 
 ``model=NAME``, ``data=NAME`` and ``trainer=NAME`` are accepted as positional
@@ -94,6 +97,34 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from nnzoo.benchmark import load_suite, run_suite, suites_folder
+    suite = load_suite(args.suite)
+    out = Path(args.out) if args.out else suites_folder() / "results" / suite.name
+    for data, path in run_suite(suite, out, args.overrides).items():
+        console.print(f"{data}: {path}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from nnzoo.zoo import export_run
+    e = export_run(Path(args.run), args.name, Path(args.folder) if args.folder else None)
+    console.print(f"exported {e.name}: {e.model} on {e.data}, {e.headline}, sha256 {e.sha256[:12]}...")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import json
+
+    from nnzoo.zoo import load_checkpoint_file, load_pretrained, predict_file
+    source = Path(args.checkpoint)
+    module = load_checkpoint_file(source) if source.suffix == ".pt" and source.is_file() else load_pretrained(args.checkpoint)
+    for file in args.files:
+        result = predict_file(module, Path(file))
+        console.print(f"{file}: {json.dumps(result)}", markup=False, highlight=False)
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     console.print(OmegaConf.to_yaml(_compose(args)), markup=False, highlight=False)
     return 0
@@ -122,12 +153,22 @@ def cmd_list(args: argparse.Namespace) -> int:
             entry = DATASETS.entry(name)
             table.add_row(name, entry.meta.get("task", ""), entry.summary)
         console.print(table)
+    if what in ("all", "checkpoints"):
+        from nnzoo.zoo import list_pretrained
+        table = Table(title="pretrained checkpoints (checkpoints/manifest.json)")
+        for col in ("name", "model", "data", "params", "result", "nnzoo"):
+            table.add_column(col)
+        for e in list_pretrained():
+            table.add_row(e.name, e.model, e.data, f"{e.num_parameters:,}", e.headline, e.nnzoo_version)
+        console.print(table)
     if what in ("all", "configs"):
-        table = Table(title="configs (zoo_configs/)")
+        from nnzoo.benchmark import suites_folder
+        table = Table(title="configs")
         table.add_column("kind")
         table.add_column("names")
         for kind in KINDS:
-            table.add_row(kind, ", ".join(available(kind)))
+            table.add_row(f"zoo_configs/{kind}", ", ".join(available(kind)))
+        table.add_row("benchmarks (suites)", ", ".join(sorted(p.stem for p in suites_folder().glob("*.yaml"))))
         console.print(table)
     return 0
 
@@ -185,8 +226,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu", action="store_true", help="force CPU")
     p.add_argument("overrides", nargs="*", help="overrides of the run's config, e.g. data.root=...")
     p.set_defaults(func=cmd_test)
-    p = sub.add_parser("list", help="list models, datasets and configs")
-    p.add_argument("what", nargs="?", default="all", choices=("all", "models", "data", "configs"))
+    p = sub.add_parser("benchmark", help="run a benchmark suite (benchmarks/<suite>.yaml), resuming finished cells")
+    p.add_argument("suite", help="suite name or path to a suite YAML")
+    p.add_argument("--out", help="output folder (default benchmarks/results/<suite>)")
+    p.add_argument("overrides", nargs="*", help="overrides applied to every cell, e.g. trainer.max_epochs=2")
+    p.set_defaults(func=cmd_benchmark)
+    p = sub.add_parser("predict", help="apply a pretrained checkpoint to your own networks (.pth state dicts)")
+    p.add_argument("--checkpoint", required=True, help="pretrained name (nnzoo list checkpoints) or a .pt file")
+    p.add_argument("files", nargs="+", help="state dicts of networks with the checkpoint's architecture")
+    p.set_defaults(func=cmd_predict)
+    p = sub.add_parser("export", help="turn a finished run into a pretrained checkpoint + manifest entry")
+    p.add_argument("run", help="run folder holding config.yaml, metrics.json, checkpoints/best.ckpt")
+    p.add_argument("--name", required=True, help="checkpoint name, e.g. gnn-mnist_inr")
+    p.add_argument("--folder", help="checkpoint folder (default: the repository's checkpoints/)")
+    p.set_defaults(func=cmd_export)
+    p = sub.add_parser("list", help="list models, datasets, checkpoints and configs")
+    p.add_argument("what", nargs="?", default="all", choices=("all", "models", "data", "checkpoints", "configs"))
     p.set_defaults(func=cmd_list)
     return parser
 

@@ -1,6 +1,9 @@
-"""YAML configs under ``zoo_configs/{model,data,trainer,benchmark}/``, merged with omegaconf.
+"""YAML configs under ``zoo_configs/{model,data,trainer}/``, merged with omegaconf.
 
-Merge order (later wins): ``trainer/<trainer>.yaml`` -> ``data/<data>.yaml`` ->
+(Benchmark suites, which combine many runs, live in ``benchmarks/``.)
+
+Merge order (later wins): ``trainer/default.yaml`` -> ``trainer/<trainer>.yaml``
+(only its differences, e.g. ``ddp.yaml``) -> ``data/<data>.yaml`` ->
 ``model/<model>.yaml`` -> command-line ``key=value`` overrides.  The merged
 config is in struct mode, so a misspelt override key is an error rather than
 silently ignored.
@@ -18,7 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from nnzoo.errors import NnzooError, unknown_name
 
-KINDS = ("model", "data", "trainer", "benchmark")
+KINDS = ("model", "data", "trainer")
 
 
 def config_root() -> Path:
@@ -56,8 +59,11 @@ def load_yaml(path: Path) -> DictConfig:
 
 def compose(model: str, data: str, trainer: str = "default", overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     """The full run config for ``model`` on ``data`` with ``key=value`` overrides applied."""
-    cfg = OmegaConf.merge(load_yaml(config_path("trainer", trainer)), load_yaml(config_path("data", data)),
-                          load_yaml(config_path("model", model)))
+    layers = [load_yaml(config_path("trainer", "default"))]
+    if trainer != "default":
+        layers.append(load_yaml(config_path("trainer", trainer)))
+    layers += [load_yaml(config_path("data", data)), load_yaml(config_path("model", model))]
+    cfg = OmegaConf.merge(*layers)
     OmegaConf.set_struct(cfg, True)
     return apply_overrides(cfg, overrides)
 

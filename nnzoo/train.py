@@ -35,6 +35,24 @@ class RunResult:
     metrics: dict[str, Any]
 
 
+class TrainThroughput(L.Callback):
+    """Networks per second over training steps only (forward, backward, optimiser; no validation)."""
+
+    def __init__(self) -> None:
+        self.samples, self.seconds, self._start = 0, 0.0, 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.seconds += time.perf_counter() - self._start
+        self.samples += len(batch)
+
+    @property
+    def per_second(self) -> float | None:
+        return self.samples / self.seconds if self.seconds > 0 else None
+
+
 def build_datamodule(cfg: DictConfig) -> WeightDataModule:
     options = to_container(cfg.data)
     return create_datamodule(options.pop("name"), **options)
@@ -45,30 +63,59 @@ def _trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
     return kwargs
 
 
-def _run_folder(cfg: DictConfig) -> tuple[str, int | None, Path | None]:
-    """Name, version to reuse and checkpoint to resume from (``resume=true``)."""
+def _run_folder(cfg: DictConfig) -> tuple[str, int, Path | None]:
+    """Name, version and checkpoint to resume from (``resume=true``).
+
+    The version is fixed once and passed to DDP worker processes through the
+    environment (Lightning re-runs the command for each rank), so that every
+    rank writes into the same run folder.
+    """
+    import os
     name = cfg.name or f"{cfg.data.name}-{cfg.model.name}"
-    if not cfg.resume:
-        return name, None, None
-    versions = sorted((Path(cfg.run_dir) / name).glob("version_*"),
-                      key=lambda p: int(p.name.split("_")[-1]) if p.name.split("_")[-1].isdigit() else -1)
-    for folder in reversed(versions):
-        last = folder / "checkpoints" / "last.ckpt"
-        if last.is_file():
-            return name, int(folder.name.split("_")[-1]), last
-    raise NnzooError(f"resume=true but no {Path(cfg.run_dir) / name}/version_*/checkpoints/last.ckpt exists; "
-                     "start the run without resume")
+    if os.environ.get(_VERSION_ENV):
+        version = int(os.environ[_VERSION_ENV])
+        last = Path(cfg.run_dir) / name / f"version_{version}" / "checkpoints" / "last.ckpt"
+        return name, version, last if cfg.resume and last.is_file() else None
+    versions = sorted(int(p.name.split("_")[-1]) for p in (Path(cfg.run_dir) / name).glob("version_*")
+                      if p.name.split("_")[-1].isdigit())
+    resume_from = None
+    if cfg.resume:
+        for v in reversed(versions):
+            last = Path(cfg.run_dir) / name / f"version_{v}" / "checkpoints" / "last.ckpt"
+            if last.is_file():
+                version, resume_from = v, last
+                break
+        else:
+            raise NnzooError(f"resume=true but no {Path(cfg.run_dir) / name}/version_*/checkpoints/last.ckpt "
+                             "exists; start the run without resume")
+    else:
+        version = versions[-1] + 1 if versions else 0
+    os.environ[_VERSION_ENV] = str(version)
+    return name, version, resume_from
+
+
+_VERSION_ENV = "NNZOO_RUN_VERSION"
 
 
 def fit(cfg: DictConfig) -> RunResult:
     """Train ``cfg.model`` on ``cfg.data``, keep the best checkpoint by the validation metric, test it."""
+    import os
+    owns_version = _VERSION_ENV not in os.environ  # False inside a DDP worker started by Lightning
+    try:
+        return _fit(cfg)
+    finally:
+        if owns_version:
+            os.environ.pop(_VERSION_ENV, None)
+
+
+def _fit(cfg: DictConfig) -> RunResult:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     datamodule = build_datamodule(cfg)
     datamodule.prepare_data()
     info = datamodule.info
-    task = create_task(to_container(cfg.model), info, to_container(cfg.optim))
+    task = create_task(to_container(cfg.model), info, to_container(cfg.optim), to_container(cfg.task))
     monitor, mode = task.monitor
 
     name, version, resume_from = _run_folder(cfg)
@@ -76,7 +123,8 @@ def fit(cfg: DictConfig) -> RunResult:
     run_dir = Path(logger.log_dir)
     checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
                                   save_last=True, enable_version_counter=False)
-    callbacks: list[L.Callback] = [checkpoints]
+    throughput = TrainThroughput()
+    callbacks: list[L.Callback] = [checkpoints, throughput]
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(RichProgressBar(leave=True))
     trainer = L.Trainer(**_trainer_kwargs(cfg), logger=logger, callbacks=callbacks)
@@ -90,7 +138,8 @@ def fit(cfg: DictConfig) -> RunResult:
     metrics: dict[str, Any] = {
         "model": cfg.model.name, "data": cfg.data.name, "seed": cfg.seed, "nnzoo_version": __version__,
         "num_parameters": task.num_parameters, "epochs": trainer.current_epoch, "steps": trainer.global_step,
-        "train_seconds": round(train_seconds, 2), "dataset": datamodule.describe(),
+        "train_seconds": round(train_seconds, 2), "train_networks_per_s": _float(throughput.per_second),
+        "dataset": datamodule.describe(),
         "best_checkpoint": checkpoints.best_model_path, f"best_{monitor}": _float(checkpoints.best_model_score),
     }
     if cfg.test:

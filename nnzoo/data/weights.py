@@ -42,20 +42,21 @@ class WeightBatch:
 
     @property
     def homogeneous(self) -> bool:
-        return len(self.specs) == 1
+        """All networks share one parameter layout (they may differ in activation functions)."""
+        return same_layout(self.specs)
 
     @property
     def spec(self) -> NetworkSpec:
-        """The single architecture of a homogeneous batch."""
+        """The (first) architecture of a homogeneous batch."""
         if not self.homogeneous:
-            raise NnzooError(f"this batch mixes {len(self.specs)} architectures; the model needs one")
+            raise NnzooError(f"this batch mixes {len(self.specs)} parameter layouts; the model needs one")
         return self.specs[0]
 
     @property
     def flat(self) -> Tensor:
-        """``(B, P)`` parameters of a homogeneous batch."""
+        """``(B, P)`` parameters of a homogeneous batch, in the order of ``y``."""
         _ = self.spec
-        return self.params[0]
+        return self.params[0] if len(self.params) == 1 else torch.cat(self.params)
 
     def replace(self, params: Sequence[Tensor] | None = None, y: Tensor | None = None) -> "WeightBatch":
         return WeightBatch(self.specs, self.params if params is None else params, self.y if y is None else y)
@@ -70,6 +71,14 @@ class WeightBatch:
 
 
 BatchTransform = Callable[[WeightBatch], WeightBatch]
+
+
+def same_layout(specs: Sequence[NetworkSpec]) -> bool:
+    """True when every spec has the same tensors in the same order (flat vectors can be stacked).
+
+    E.g. the Small CNN Zoo mixes ReLU and tanh networks of one layout: two specs, one layout.
+    """
+    return len({tuple((s.role, s.shape) for s in spec.slots) for spec in specs}) == 1
 
 
 class WeightDataset(Dataset):
@@ -177,7 +186,8 @@ class DataInfo:
 
     @property
     def homogeneous(self) -> bool:
-        return len(self.specs) == 1
+        """One parameter layout for every network (flat-vector models can run)."""
+        return same_layout(self.specs)
 
     @property
     def edge_kernel(self) -> tuple[int, int]:

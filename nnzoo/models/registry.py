@@ -34,8 +34,8 @@ def check_compatible(name: str, info: DataInfo) -> None:
         raise NnzooError(f"model '{name}' cannot read convolutional networks (dataset '{info.name}'); "
                          "use gnn, transformer or statnn")
     if not info.homogeneous and not meta["heterogeneous"]:
-        raise NnzooError(f"model '{name}' needs one architecture per dataset but '{info.name}' has "
-                         f"{len(info.specs)}; use gnn or transformer")
+        raise NnzooError(f"model '{name}' needs one parameter layout per dataset but '{info.name}' mixes "
+                         f"{len(info.specs)} architectures; use gnn, transformer or statnn")
 
 
 def create_model(name: str, info: DataInfo, **hparams: Any) -> nn.Module:

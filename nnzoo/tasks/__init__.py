@@ -8,15 +8,15 @@ from nnzoo.data.weights import DataInfo
 from nnzoo.errors import NnzooError
 from nnzoo.tasks.base import WeightSpaceTask
 from nnzoo.tasks.classification import ClassificationTask
+from nnzoo.tasks.regression import RegressionTask
 
-TASKS: dict[str, type[WeightSpaceTask]] = {"classification": ClassificationTask}
+TASKS: dict[str, type[WeightSpaceTask]] = {"classification": ClassificationTask, "regression": RegressionTask}
 
 
-def create_task(model: dict[str, Any], info: DataInfo, optim: dict[str, Any] | None = None) -> WeightSpaceTask:
+def create_task(model: dict[str, Any], info: DataInfo, optim: dict[str, Any] | None = None,
+                task: dict[str, Any] | None = None) -> WeightSpaceTask:
     """The LightningModule for ``info.task`` wrapping model ``model['name']``."""
-    if info.task not in TASKS:
-        raise NnzooError(f"no task module for '{info.task}'")
-    return TASKS[info.task](model=model, data_info=info.to_dict(), optim=optim)
+    return task_class(info.task)(model=model, data_info=info.to_dict(), optim=optim, task=task)
 
 
 def task_class(task: str) -> type[WeightSpaceTask]:
@@ -25,4 +25,4 @@ def task_class(task: str) -> type[WeightSpaceTask]:
     return TASKS[task]
 
 
-__all__ = ["TASKS", "ClassificationTask", "WeightSpaceTask", "create_task", "task_class"]
+__all__ = ["TASKS", "ClassificationTask", "RegressionTask", "WeightSpaceTask", "create_task", "task_class"]

@@ -24,9 +24,11 @@ class WeightSpaceTask(L.LightningModule):
     Gradient clipping is the Trainer's ``gradient_clip_val``.
     """
 
-    def __init__(self, model: dict[str, Any], data_info: dict[str, Any], optim: dict[str, Any] | None = None) -> None:
+    def __init__(self, model: dict[str, Any], data_info: dict[str, Any], optim: dict[str, Any] | None = None,
+                 task: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
+        self.task_options = dict(task or {})
         self.info = DataInfo.from_dict(data_info)
         options = {k: v for k, v in model.items() if k != "name"}
         self.model = create_model(model["name"], self.info, **options)

@@ -17,8 +17,9 @@ class ClassificationTask(WeightSpaceTask):
 
     monitor = ("val/acc", "max")
 
-    def __init__(self, model: dict[str, Any], data_info: dict[str, Any], optim: dict[str, Any] | None = None) -> None:
-        super().__init__(model, data_info, optim)
+    def __init__(self, model: dict[str, Any], data_info: dict[str, Any], optim: dict[str, Any] | None = None,
+                 task: dict[str, Any] | None = None) -> None:
+        super().__init__(model, data_info, optim, task)
         classes = self.info.num_outputs
         self.acc = {stage: MulticlassAccuracy(classes, average="micro") for stage in ("train", "val", "test")}
         for stage, metric in self.acc.items():

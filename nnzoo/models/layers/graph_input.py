@@ -8,10 +8,11 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 
 from nnzoo.data.weights import DataInfo, WeightBatch
-from nnzoo.graphs import batch_to_graph
+from nnzoo.graphs import NODE_KIND_HIDDEN, batch_to_graph
 from nnzoo.models.layers.encoders import FeatureEncoder, NodePositionEmbedding
 from nnzoo.models.layers.probes import ProbeFeatures
 from nnzoo.models.layers.standardize import Standardize
+from nnzoo.nets.spec import ACTIVATIONS
 
 
 @dataclass
@@ -25,7 +26,9 @@ class GraphInput(nn.Module):
     """Standardise weights, build the batch graph and encode it.
 
     Node features: encoded bias (+ BatchNorm tensors) + positional embedding
-    (+ probe features, for coordinate networks only).  Edge features: encoded weight/kernel; with
+    (+ probe features, for coordinate networks only) (+ a learned embedding of
+    the neuron's activation function on hidden neurons, when the dataset mixes
+    activations, e.g. ReLU and tanh CNNs).  Edge features: encoded weight/kernel; with
     ``reverse_edges`` each edge is duplicated backwards and tagged by a learned
     direction vector, so information flows both ways through the network.
     """
@@ -43,6 +46,8 @@ class GraphInput(nn.Module):
         self.probes = (ProbeFeatures(probes, info.network_inputs, node_dim, num_groups)
                        if probes > 0 and info.coordinate_networks else None)
         self.direction = nn.Embedding(2, edge_dim) if reverse_edges else None
+        kinds = {layer.activation for spec in info.specs for layer in spec.layers[:-1]}
+        self.activation = nn.Embedding(len(ACTIVATIONS), node_dim) if len(kinds) > 1 else None
 
     def forward(self, batch: WeightBatch) -> EncodedGraph:
         params = [self.standardize(s, p) for s, p in zip(batch.specs, batch.params)]
@@ -50,6 +55,9 @@ class GraphInput(nn.Module):
         x = self.node_encoder(graph.x) + self.position(graph.node_pos)
         if self.probes is not None:
             x = x + self.probes(batch.specs, batch.params, graph.node_group)
+        if self.activation is not None:
+            hidden = (graph.node_kind == NODE_KIND_HIDDEN).unsqueeze(-1)
+            x = x + self.activation(graph.node_act) * hidden
         edge_attr = self.edge_encoder(graph.edge_attr)
         if self.direction is not None:
             edge_attr = edge_attr + self.direction(graph.edge_dir)

@@ -1,0 +1,180 @@
+"""Benchmark suites: models x datasets x seeds under one budget, one comparison table per dataset.
+
+A suite is a YAML file in ``benchmarks/`` (see ``benchmarks/quick.yaml``).  Each
+cell is an ordinary ``nnzoo fit`` run; its metrics are saved atomically to
+``<out>/cells/<data>-<model>-s<seed>.json`` and a rerun skips every cell that
+has one, so an interrupted suite resumes where it stopped.  Tables are written
+as Markdown, CSV and JSON per dataset, with a PNG of test metric vs. size.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from nnzoo.config import compose, load_yaml, to_container
+from nnzoo.errors import NnzooError
+from nnzoo.io import read_json, write_json, write_text
+from nnzoo.progress import console, progress_bar
+
+# Test metric reported per task, and whether higher is better.
+TASK_METRIC = {"classification": ("test/acc", "accuracy"), "regression": ("test/kendall_tau", "Kendall tau")}
+
+
+@dataclass
+class Suite:
+    name: str
+    models: list[str]
+    datasets: list[str]
+    seeds: list[int] = field(default_factory=lambda: [0])
+    trainer: str = "default"
+    overrides: list[str] = field(default_factory=list)
+    model_overrides: dict[str, list[str]] = field(default_factory=dict)
+    data_overrides: dict[str, list[str]] = field(default_factory=dict)
+    published: dict[str, dict[str, str]] = field(default_factory=dict)  # dataset -> model -> "value (source)"
+    description: str = ""
+
+    def cells(self) -> list[tuple[str, str, int]]:
+        return [(d, m, s) for d in self.datasets for m in self.models for s in self.seeds]
+
+
+def suites_folder() -> Path:
+    return Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load_suite(name_or_path: str) -> Suite:
+    """A suite by name (``benchmarks/<name>.yaml``) or by path."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = suites_folder() / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in suites_folder().glob("*.yaml"))
+        raise NnzooError(f"benchmark suite '{name_or_path}' not found ({path}); known suites: {', '.join(known)}")
+    raw = to_container(load_yaml(path))
+    try:
+        return Suite(name=path.stem, **raw)
+    except TypeError as exc:
+        raise NnzooError(f"bad benchmark suite {path}: {exc}") from None
+
+
+def cell_overrides(suite: Suite, data: str, model: str, seed: int, out: Path) -> list[str]:
+    return [*suite.overrides, *suite.data_overrides.get(data, []), *suite.model_overrides.get(model, []),
+            f"seed={seed}", f"run_dir={out / 'runs'}", f"name={data}-{model}-s{seed}"]
+
+
+def run_suite(suite: Suite, out: Path, extra_overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Path]:
+    """Run every unfinished cell, then write the tables; returns ``{dataset: markdown path}``."""
+    from nnzoo.train import fit  # lazy: keeps `nnzoo list` fast
+    cells_dir = out / "cells"
+    # validate every cell's config before spending hours on the first ones
+    configs = {cell: compose(cell[1], cell[0], suite.trainer,
+                             [*cell_overrides(suite, *cell, out), *extra_overrides]) for cell in suite.cells()}
+    todo = [c for c in suite.cells() if not (cells_dir / _cell_name(*c)).is_file()]
+    console.print(f"[bold]benchmark {suite.name}[/]: {len(suite.cells())} cells, {len(todo)} to run -> {out}")
+    with progress_bar(len(todo), f"suite {suite.name}") as advance:
+        for data, model, seed in todo:
+            console.print(f"[bold]cell[/] {data} / {model} / seed {seed}")
+            result = fit(configs[(data, model, seed)])
+            write_json(cells_dir / _cell_name(data, model, seed),
+                       {**result.metrics, "config": OmegaConf.to_container(configs[(data, model, seed)])})
+            advance(1)
+    return write_tables(suite, out)
+
+
+def _cell_name(data: str, model: str, seed: int) -> str:
+    return f"{data}-{model}-s{seed}.json"
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarize(suite: Suite, out: Path) -> dict[str, list[dict[str, Any]]]:
+    """Rows per dataset: one per model with mean/std over finished seeds."""
+    tables: dict[str, list[dict[str, Any]]] = {}
+    for data in suite.datasets:
+        rows = []
+        for model in suite.models:
+            runs = [read_json(p) for s in suite.seeds if (p := out / "cells" / _cell_name(data, model, s)).is_file()]
+            if not runs:
+                continue
+            key = _metric_key(runs[0])
+            mean, std = _mean_std([r[key] for r in runs if r.get(key) is not None] or [math.nan])
+            rows.append({
+                "model": model, "metric": key, "mean": mean, "std": std, "seeds": len(runs),
+                "params": runs[0]["num_parameters"],
+                "train_seconds": statistics.fmean(r["train_seconds"] for r in runs),
+                "networks_per_s": statistics.fmean(r.get("train_networks_per_s") or 0.0 for r in runs),
+                "epochs": runs[0]["epochs"], "num_train": runs[0]["dataset"].get("num_train"),
+                "published": suite.published.get(data, {}).get(model, ""),
+            })
+        tables[data] = rows
+    return tables
+
+
+def _metric_key(run: dict[str, Any]) -> str:
+    for key, _ in TASK_METRIC.values():
+        if key in run:
+            return key
+    raise NnzooError(f"cell of {run.get('model')} on {run.get('data')} has no test metric; was test=false?")
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "(no finished cells)\n"
+    label = rows[0]["metric"]
+    lines = [f"| model | {label} (mean ± std) | seeds | params | train time (s) | train networks/s | epochs "
+             "| published (other data, see note) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['mean']:.3f} ± {r['std']:.3f} | {r['seeds']} | {r['params']:,} "
+                     f"| {r['train_seconds']:.0f} | {r['networks_per_s']:.0f} | {r['epochs']} | {r['published']} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(suite: Suite, out: Path) -> dict[str, Path]:
+    written = {}
+    for data, rows in summarize(suite, out).items():
+        base = out / f"{suite.name}-{data}"
+        md = f"# {suite.name}: {data}\n\n{suite.description.strip()}\n\n{markdown_table(rows)}"
+        write_text(base.with_suffix(".md"), md)
+        write_json(base.with_suffix(".json"), rows)
+        buffer = io.StringIO()
+        if rows:
+            writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        write_text(base.with_suffix(".csv"), buffer.getvalue())
+        if rows:
+            _plot(rows, base.with_suffix(".png"), f"{suite.name}: {data}")
+        console.print(md, markup=False, highlight=False)
+        written[data] = base.with_suffix(".md")
+    return written
+
+
+def _plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nnzoo.io import atomic_path
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for r in rows:
+        ax.errorbar(r["params"], r["mean"], yerr=r["std"], fmt="o", capsize=3)
+        ax.annotate(r["model"], (r["params"], r["mean"]), textcoords="offset points", xytext=(5, 5))
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters")
+    ax.set_ylabel(rows[0]["metric"])
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)

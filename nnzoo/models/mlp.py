@@ -1,0 +1,37 @@
+"""The flat-weights MLP baseline: no symmetry, no structure.
+
+It sees the standardised parameter vector as an ordinary feature vector, so a
+network and its hidden-neuron permutation (the same function) look unrelated.
+In the literature it reaches ~17% on MNIST INRs (DWSNets, Table 1); it is here
+to show what the equivariant models buy.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from nnzoo.data.weights import DataInfo, WeightBatch
+from nnzoo.models.layers.standardize import Standardize
+from nnzoo.models.registry import register_model
+
+
+@register_model("mlp", "MLP on the flattened weights (not permutation invariant; weak baseline)",
+                heterogeneous=False, invariant=False)
+class FlatMLP(nn.Module):
+    """``Linear -> BatchNorm -> ReLU`` blocks on the flat parameter vector (reference: 4 x 32)."""
+
+    def __init__(self, info: DataInfo, hidden: int = 32, layers: int = 4, batch_norm: bool = True,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        self.standardize = Standardize(info.stats)
+        blocks: list[nn.Module] = []
+        width = info.specs[0].num_params
+        for _ in range(layers):
+            blocks += [nn.Linear(width, hidden), nn.BatchNorm1d(hidden) if batch_norm else nn.Identity(),
+                       nn.ReLU(), nn.Dropout(dropout)]
+            width = hidden
+        blocks.append(nn.Linear(width, info.num_outputs))
+        self.net = nn.Sequential(*blocks)
+
+    def forward(self, batch: WeightBatch) -> Tensor:
+        return self.net(self.standardize(batch.spec, batch.flat))
