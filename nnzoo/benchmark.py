@@ -20,7 +20,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from nnzoo.config import compose, load_yaml, to_container
-from nnzoo.errors import NnzooError
+from nnzoo.errors import IncompatibleError, NnzooError
 from nnzoo.io import read_json, write_json, write_text
 from nnzoo.progress import console, progress_bar
 
@@ -30,9 +30,12 @@ TASK_METRIC = {"classification": ("test/acc", "accuracy"), "regression": ("test/
 
 @dataclass
 class Suite:
+    """A grid of runs.  ``datasets`` is a list of data config names, or a mapping from a table
+    label to a data config name (one config, several public datasets: ``cifar10_gs: cnn_zoo``)."""
+
     name: str
     models: list[str]
-    datasets: list[str]
+    datasets: list[str] | dict[str, str]
     seeds: list[int] = field(default_factory=lambda: [0])
     trainer: str = "default"
     overrides: list[str] = field(default_factory=list)
@@ -40,6 +43,14 @@ class Suite:
     data_overrides: dict[str, list[str]] = field(default_factory=dict)
     published: dict[str, dict[str, str]] = field(default_factory=dict)  # dataset -> model -> "value (source)"
     description: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.datasets, dict):
+            self.datasets = {name: name for name in self.datasets}
+
+    def data_config(self, label: str) -> str:
+        assert isinstance(self.datasets, dict)
+        return self.datasets[label]
 
     def cells(self) -> list[tuple[str, str, int]]:
         return [(d, m, s) for d in self.datasets for m in self.models for s in self.seeds]
@@ -57,7 +68,7 @@ def load_suite(name_or_path: str) -> Suite:
     if not path.is_file():
         known = sorted(p.stem for p in suites_folder().glob("*.yaml"))
         raise NnzooError(f"benchmark suite '{name_or_path}' not found ({path}); known suites: {', '.join(known)}")
-    raw = to_container(load_yaml(path))
+    raw = OmegaConf.to_container(load_yaml(path), resolve=False)  # ${oc.env:...} resolve per cell, later
     try:
         return Suite(name=path.stem, **raw)
     except TypeError as exc:
@@ -74,18 +85,36 @@ def run_suite(suite: Suite, out: Path, extra_overrides: list[str] | tuple[str, .
     from nnzoo.train import fit  # lazy: keeps `nnzoo list` fast
     cells_dir = out / "cells"
     # validate every cell's config before spending hours on the first ones
-    configs = {cell: compose(cell[1], cell[0], suite.trainer,
-                             [*cell_overrides(suite, *cell, out), *extra_overrides]) for cell in suite.cells()}
+    configs = {cell: _cell_config(suite, cell, out, extra_overrides) for cell in suite.cells()}
     todo = [c for c in suite.cells() if not (cells_dir / _cell_name(*c)).is_file()]
     console.print(f"[bold]benchmark {suite.name}[/]: {len(suite.cells())} cells, {len(todo)} to run -> {out}")
     with progress_bar(len(todo), f"suite {suite.name}") as advance:
         for data, model, seed in todo:
             console.print(f"[bold]cell[/] {data} / {model} / seed {seed}")
-            result = fit(configs[(data, model, seed)])
-            write_json(cells_dir / _cell_name(data, model, seed),
-                       {**result.metrics, "config": OmegaConf.to_container(configs[(data, model, seed)])})
+            config = OmegaConf.to_container(configs[(data, model, seed)])
+            try:
+                result = fit(configs[(data, model, seed)])
+            except IncompatibleError as exc:  # e.g. dwsnet on CNNs: a table entry, not a failure
+                console.print(f"[yellow]n/a[/]: {exc}")
+                write_json(cells_dir / _cell_name(data, model, seed),
+                           {"model": model, "data": data, "seed": seed, "not_applicable": str(exc),
+                            "config": config})
+            else:
+                write_json(cells_dir / _cell_name(data, model, seed), {**result.metrics, "config": config})
             advance(1)
     return write_tables(suite, out)
+
+
+def _cell_config(suite: Suite, cell: tuple[str, str, int], out: Path, extra: list[str] | tuple[str, ...]):
+    """The cell's composed config, resolved now so a missing ``${oc.env:...}`` fails before any training."""
+    data, model, seed = cell
+    cfg = compose(model, suite.data_config(data), suite.trainer, [*cell_overrides(suite, *cell, out), *extra])
+    try:
+        OmegaConf.resolve(cfg)
+    except Exception as exc:  # omegaconf interpolation errors
+        raise NnzooError(f"suite {suite.name}, cell {data}/{model}: {str(exc).splitlines()[0]} "
+                         "(set the environment variable or override the key)") from None
+    return cfg
 
 
 def _cell_name(data: str, model: str, seed: int) -> str:
@@ -105,6 +134,13 @@ def summarize(suite: Suite, out: Path) -> dict[str, list[dict[str, Any]]]:
             runs = [read_json(p) for s in suite.seeds if (p := out / "cells" / _cell_name(data, model, s)).is_file()]
             if not runs:
                 continue
+            if all("not_applicable" in r for r in runs):
+                rows.append({"model": model, "metric": "", "mean": math.nan, "std": math.nan, "seeds": 0,
+                             "params": 0, "train_seconds": 0.0, "networks_per_s": 0.0, "epochs": 0,
+                             "num_train": 0, "published": suite.published.get(data, {}).get(model, ""),
+                             "note": runs[0]["not_applicable"]})
+                continue
+            runs = [r for r in runs if "not_applicable" not in r]
             key = _metric_key(runs[0])
             mean, std = _mean_std([r[key] for r in runs if r.get(key) is not None] or [math.nan])
             rows.append({
@@ -113,7 +149,7 @@ def summarize(suite: Suite, out: Path) -> dict[str, list[dict[str, Any]]]:
                 "train_seconds": statistics.fmean(r["train_seconds"] for r in runs),
                 "networks_per_s": statistics.fmean(r.get("train_networks_per_s") or 0.0 for r in runs),
                 "epochs": runs[0]["epochs"], "num_train": runs[0]["dataset"].get("num_train"),
-                "published": suite.published.get(data, {}).get(model, ""),
+                "published": suite.published.get(data, {}).get(model, ""), "note": "",
             })
         tables[data] = rows
     return tables
@@ -129,11 +165,14 @@ def _metric_key(run: dict[str, Any]) -> str:
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "(no finished cells)\n"
-    label = rows[0]["metric"]
+    label = next((r["metric"] for r in rows if r["metric"]), "metric")
     lines = [f"| model | {label} (mean ± std) | seeds | params | train time (s) | train networks/s | epochs "
              "| published (other data, see note) |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        if r["note"]:
+            lines.append(f"| {r['model']} | n/a: {r['note']} | | | | | | {r['published']} |")
+            continue
         lines.append(f"| {r['model']} | {r['mean']:.3f} ± {r['std']:.3f} | {r['seeds']} | {r['params']:,} "
                      f"| {r['train_seconds']:.0f} | {r['networks_per_s']:.0f} | {r['epochs']} | {r['published']} |")
     return "\n".join(lines) + "\n"
@@ -166,12 +205,12 @@ def _plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
 
     from nnzoo.io import atomic_path
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for r in rows:
+    for r in (r for r in rows if not r["note"]):
         ax.errorbar(r["params"], r["mean"], yerr=r["std"], fmt="o", capsize=3)
         ax.annotate(r["model"], (r["params"], r["mean"]), textcoords="offset points", xytext=(5, 5))
     ax.set_xscale("log")
     ax.set_xlabel("parameters")
-    ax.set_ylabel(rows[0]["metric"])
+    ax.set_ylabel(next((r["metric"] for r in rows if r["metric"]), ""))
     ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()

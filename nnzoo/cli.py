@@ -118,7 +118,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from nnzoo.zoo import load_checkpoint_file, load_pretrained, predict_file
     source = Path(args.checkpoint)
-    module = load_checkpoint_file(source) if source.suffix == ".pt" and source.is_file() else load_pretrained(args.checkpoint)
+    # a path: an exported .pt or a run's .ckpt; otherwise a name from checkpoints/manifest.json
+    module = load_checkpoint_file(source) if source.is_file() else load_pretrained(args.checkpoint)
     for file in args.files:
         result = predict_file(module, Path(file))
         console.print(f"{file}: {json.dumps(result)}", markup=False, highlight=False)
@@ -175,14 +176,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def _param_count(name: str) -> int:
     """Parameters of a model built with its default config for MNIST INRs (no data needed)."""
-    from nnzoo.config import load_yaml, config_path, to_container
+    from nnzoo.config import model_options
     from nnzoo.data.weights import DataInfo
     from nnzoo.models import count_parameters, create_model
     from nnzoo.nets.spec import siren_spec
     info = DataInfo("mnist_inr", "classification", 10, (siren_spec(),))
-    options = to_container(load_yaml(config_path("model", name)).model)
-    options.pop("name")
-    return count_parameters(create_model(name, info, **options))
+    return count_parameters(create_model(name, info, **model_options(name)))
 
 
 def _yes(flag: bool) -> str:
@@ -232,7 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="overrides applied to every cell, e.g. trainer.max_epochs=2")
     p.set_defaults(func=cmd_benchmark)
     p = sub.add_parser("predict", help="apply a pretrained checkpoint to your own networks (.pth state dicts)")
-    p.add_argument("--checkpoint", required=True, help="pretrained name (nnzoo list checkpoints) or a .pt file")
+    p.add_argument("--checkpoint", required=True,
+                   help="pretrained name (nnzoo list checkpoints), an exported .pt or a run's .ckpt")
     p.add_argument("files", nargs="+", help="state dicts of networks with the checkpoint's architecture")
     p.set_defaults(func=cmd_predict)
     p = sub.add_parser("export", help="turn a finished run into a pretrained checkpoint + manifest entry")

@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -50,7 +51,7 @@ def config_path(kind: str, name: str) -> Path:
 def load_yaml(path: Path) -> DictConfig:
     try:
         cfg = OmegaConf.load(path)
-    except (OmegaConfBaseException, OSError, ValueError) as exc:
+    except (OmegaConfBaseException, OSError, ValueError, yaml.YAMLError) as exc:
         raise NnzooError(f"cannot parse config {path}: {str(exc).splitlines()[0]}") from None
     if not isinstance(cfg, DictConfig):
         raise NnzooError(f"config {path} must be a mapping")
@@ -82,3 +83,10 @@ def apply_overrides(cfg: DictConfig, overrides: list[str] | tuple[str, ...]) -> 
 def to_container(cfg: DictConfig | Any) -> Any:
     """Plain, resolved Python containers (for constructors and JSON)."""
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+
+
+def model_options(name: str) -> dict[str, Any]:
+    """A model's default hyperparameters from ``zoo_configs/model/<name>.yaml`` (without ``name``)."""
+    options = to_container(load_yaml(config_path("model", name)).model)
+    options.pop("name", None)
+    return options

@@ -16,6 +16,10 @@ class NnzooError(Exception):
         super().__init__(" ".join(message.split()))
 
 
+class IncompatibleError(NnzooError):
+    """A model that cannot read a dataset (e.g. DWSNet on CNNs); benchmark grids record these as n/a."""
+
+
 def unknown_name(kind: str, name: str, known: list[str] | tuple[str, ...]) -> NnzooError:
     """Error for an unknown registry key, listing the valid choices."""
     choices = ", ".join(sorted(known)) or "(none registered)"

@@ -75,8 +75,11 @@ def load_tensors(path: str | os.PathLike, what: str = "file") -> Any:
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types: UnpicklingError, RuntimeError, EOFError...
-        msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        text = str(exc)
+        noise = ("Weights only load failed", "Please file an issue", "Check the documentation", "In PyTorch")
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith(noise)]
+        msg = lines[0] if lines else exc.__class__.__name__
+        if "GLOBAL" in text or "Unsupported global" in text:  # a class/function reference: code, not data
             raise NnzooError(f"refusing to load {p}: it contains pickled code, not just tensors "
                              "(only plain state dicts are accepted; re-save it with torch.save(state_dict))"
                              ) from None

@@ -14,7 +14,14 @@ console = Console(stderr=True)
 
 @contextmanager
 def progress_bar(total: int, description: str) -> Iterator[Callable[[int], None]]:
-    """Show a bar for ``total`` units of work; yields ``advance(n)``."""
+    """Show a bar for ``total`` units of work; yields ``advance(n)``.
+
+    Only on a terminal: in logs and captured output a bar's last frame is
+    noise (and would break the one-line error contract of the CLI).
+    """
+    if not console.is_terminal:
+        yield lambda n=1: None
+        return
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False) as progress:

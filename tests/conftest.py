@@ -34,3 +34,27 @@ def small_inr_datamodule(nnzoo_home):
 def random_params(spec, n: int, seed: int = 0, scale: float = 0.5) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n, spec.num_params, generator=g) * scale
+
+
+@pytest.fixture(scope="session")
+def tiny_inr_root(tmp_path_factory) -> Path:
+    """A tiny DWSNets-format dataset of random SIRENs (48/16/16, random labels): for plumbing tests
+    (resume, DDP, determinism, errors) where learning is not the point and building would be slow."""
+    from nnzoo.data.formats.dwsnets import SPLITS, write_dwsnets
+    from nnzoo.nets import siren_spec
+    root = tmp_path_factory.mktemp("tiny_inr")
+    spec = siren_spec()
+    sizes = dict(zip(SPLITS, (48, 16, 16)))
+    params = {s: random_params(spec, n, seed=i, scale=0.2) for i, (s, n) in enumerate(sizes.items())}
+    labels = {s: torch.arange(n) % 10 for s, n in sizes.items()}
+    ids = {s: torch.arange(n) + 1000 * i for i, (s, n) in enumerate(sizes.items())}
+    write_dwsnets(root, spec, params, labels, ids)
+    return root
+
+
+def tiny_fit_args(root: Path, run_dir: Path, *extra: str) -> list[str]:
+    """CLI arguments of a seconds-long fit of a small GNN on :func:`tiny_inr_root`."""
+    return ["fit", "--model", "gnn", "--data", "mnist_inr", f"data.root={root}", f"run_dir={run_dir}",
+            "data.batch_size=16", "model.hidden=8", "model.layers=2", "model.probes=0",
+            "model.fourier_features=16", "optim.warmup_steps=2", "trainer.max_epochs=2",
+            "trainer.enable_progress_bar=false", *extra]

@@ -62,3 +62,15 @@ def test_reverse_edges_double_the_edges_and_stay_sorted_by_target():
     assert torch.all(g.edge_index[1][1:] >= g.edge_index[1][:-1])
     assert torch.equal(torch.bincount(g.edge_index[1], minlength=g.x.shape[0]), g.in_degree)
     assert int(g.edge_dir.sum()) == 4 * 1120
+    # every weight is stored once; each edge (forward or reversed) points at its own weight
+    assert g.weight_attr.shape[0] == 4 * 1120
+    assert torch.equal(g.weight_attr[g.edge_weight_row], g.edge_attr)
+    assert torch.equal(torch.bincount(g.edge_weight_row), torch.full((4 * 1120,), 2))
+
+
+def test_shared_weight_rows_in_mixed_batches():
+    specs = [siren_spec(), mlp_spec([2, 4, 3, 1])]
+    params = [random_params(specs[0], 3), random_params(specs[1], 2, seed=1)]
+    for reverse in (False, True):
+        g = batch_to_graph(specs, params, reverse_edges=reverse)
+        assert torch.equal(g.weight_attr[g.edge_weight_row], g.edge_attr)

@@ -56,7 +56,9 @@ class GraphTemplate:
     edge_kind: Tensor  # (E,) weight / residual
     edge_dir: Tensor  # (E,) 0 = along the network's data flow, 1 = reversed copy
     in_degree: Tensor  # (N,) incoming edges per node (segment lengths, edges sorted by target)
-    output_nodes: Tensor  # (num_outputs,) node ids of the output neurons in order
+    output_nodes: Tensor  # (num_outputs,) node ids of the output neurons, in order
+    weight_feature_index: Tensor  # (U, edge_dim) each distinct edge feature once (no reversed copies)
+    edge_weight_row: Tensor  # (E,) row of weight_feature_index that edge e carries
 
     @property
     def num_edges(self) -> int:
@@ -67,7 +69,8 @@ class GraphTemplate:
 
 
 _TENSOR_FIELDS = ("edge_index", "node_feature_index", "edge_feature_index", "node_group", "node_kind",
-                  "node_pos", "node_act", "edge_layer", "edge_kind", "edge_dir", "in_degree", "output_nodes")
+                  "node_pos", "node_act", "edge_layer", "edge_kind", "edge_dir", "in_degree", "output_nodes",
+                  "weight_feature_index", "edge_weight_row")
 
 
 def _edges_of_layer(spec: NetworkSpec, layer_index: int, src_offset: int, dst_offset: int,
@@ -153,7 +156,9 @@ def graph_template(spec: NetworkSpec, edge_kernel: tuple[int, int] = (1, 1),
     edge_index, edge_feature = torch.cat(edges, dim=1), torch.cat(features)
     edge_layer, edge_kind = torch.cat(layers), torch.cat(kinds)
     edge_dir = torch.zeros(edge_index.shape[1], dtype=torch.long)
+    weight_feature_index, edge_weight_row = edge_feature, torch.arange(edge_index.shape[1])
     if reverse_edges:
+        edge_weight_row = edge_weight_row.repeat(2)
         edge_index = torch.cat([edge_index, edge_index.flip(0)], dim=1)
         edge_feature, edge_layer, edge_kind = edge_feature.repeat(2, 1), edge_layer.repeat(2), edge_kind.repeat(2)
         edge_dir = torch.cat([edge_dir, torch.ones_like(edge_dir)])
@@ -172,6 +177,8 @@ def graph_template(spec: NetworkSpec, edge_kernel: tuple[int, int] = (1, 1),
         edge_dir=edge_dir[order],
         in_degree=torch.bincount(edge_index[1], minlength=num_nodes),
         output_nodes=output_nodes,
+        weight_feature_index=weight_feature_index,
+        edge_weight_row=edge_weight_row[order],
     )
 
 

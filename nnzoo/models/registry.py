@@ -7,7 +7,7 @@ from typing import Any
 from torch import nn
 
 from nnzoo.data.weights import DataInfo
-from nnzoo.errors import NnzooError
+from nnzoo.errors import IncompatibleError, NnzooError
 from nnzoo.registry import Registry
 
 MODELS: Registry[type[nn.Module]] = Registry("model")
@@ -29,12 +29,12 @@ def check_compatible(name: str, info: DataInfo) -> None:
     """One-line error when a model cannot run on a dataset (instead of a shape error later)."""
     meta = MODELS.entry(name).meta
     if info.task not in meta["tasks"]:
-        raise NnzooError(f"model '{name}' does not support {info.task} (dataset '{info.name}')")
+        raise IncompatibleError(f"model '{name}' does not support {info.task} (dataset '{info.name}')")
     if any(s.is_conv for s in info.specs) and not meta["conv"]:
-        raise NnzooError(f"model '{name}' cannot read convolutional networks (dataset '{info.name}'); "
+        raise IncompatibleError(f"model '{name}' cannot read convolutional networks (dataset '{info.name}'); "
                          "use gnn, transformer or statnn")
     if not info.homogeneous and not meta["heterogeneous"]:
-        raise NnzooError(f"model '{name}' needs one parameter layout per dataset but '{info.name}' mixes "
+        raise IncompatibleError(f"model '{name}' needs one parameter layout per dataset but '{info.name}' mixes "
                          f"{len(info.specs)} architectures; use gnn, transformer or statnn")
 
 

@@ -1,0 +1,168 @@
+"""Speed and memory figures: graph batching vs. training steps, per-model throughput, SIREN fitting, peak RSS.
+
+    python benchmarks/speed.py                 # everything (~5 min on 2 cores)
+    python benchmarks/speed.py --skip-fit      # no SIREN fitting / peak-RSS subprocess
+    python benchmarks/speed.py --device cuda   # training steps on a GPU (adds a bf16 autocast row)
+
+Prints a table and writes ``benchmarks/results/speed-<device>.json`` (atomically).
+Numbers are medians over timed repetitions after warm-up; nothing here is a
+pass/fail test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from rich.table import Table
+from torch_geometric.data import Batch
+
+from nnzoo.config import model_options
+from nnzoo.data.weights import DataInfo, WeightBatch, layer_statistics
+from nnzoo.graphs import batch_to_graph, network_to_data
+from nnzoo.io import write_json
+from nnzoo.models import MODELS, count_parameters, create_model
+from nnzoo.nets import siren_spec
+from nnzoo.nets.functional import siren_init
+from nnzoo.progress import console
+
+RESULTS = Path(__file__).resolve().parent / "results"
+EPOCH_INRS = 5000  # issue 6 target: one epoch over the 5,000 MNIST INRs in < 60 s on 2 CPU cores
+
+
+def _median_seconds(fn, repeats: int, warmup: int = 2, sync=lambda: None) -> float:
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _siren_batch(n: int, seed: int = 0) -> tuple[DataInfo, WeightBatch]:
+    spec = siren_spec()
+    params = siren_init(n, spec, torch.Generator().manual_seed(seed))
+    info = DataInfo("mnist_inr", "classification", 10, (spec,), stats=layer_statistics([spec], [params]))
+    return info, WeightBatch([spec], [params], torch.randint(0, 10, (n,)))
+
+
+def batching(batch_size: int) -> dict[str, float]:
+    """Graphs/s of the index-arithmetic batcher vs. PyG's Batch.from_data_list of per-network Data."""
+    _, batch = _siren_batch(batch_size)
+    spec, params = batch.specs[0], batch.params[0]
+    fast = _median_seconds(lambda: batch_to_graph([spec], [params], reverse_edges=True), 20)
+    slow = _median_seconds(lambda: Batch.from_data_list([network_to_data(spec, p) for p in params]), 5)
+    return {"index_arithmetic_graphs_per_s": batch_size / fast, "pyg_data_list_graphs_per_s": batch_size / slow,
+            "speedup": slow / fast}
+
+
+def training_step(name: str, batch_size: int, device: str, bf16: bool = False) -> dict[str, float]:
+    """Forward + backward + AdamW step of the default-config model on a batch of SIRENs."""
+    info, batch = _siren_batch(batch_size)
+    model = create_model(name, info, **model_options(name)).to(device).train()
+    batch = batch.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    sync = (lambda: torch.cuda.synchronize()) if device.startswith("cuda") else (lambda: None)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
+            loss = torch.nn.functional.cross_entropy(model(batch).float(), batch.y)
+        loss.backward()
+        optimizer.step()
+
+    seconds = _median_seconds(step, repeats=10 if device == "cpu" else 50, sync=sync)
+    return {"params": count_parameters(model), "ms_per_step": 1000 * seconds,
+            "networks_per_s": batch_size / seconds, "epoch_5000_s": EPOCH_INRS / (batch_size / seconds)}
+
+
+def siren_fitting(num: int) -> dict[str, float]:
+    """SIRENs/s of the offline builder's batched fitting to the 40 dB target on real MNIST images."""
+    from nnzoo.data.images import mnist_images
+    from nnzoo.data.siren_fit import fit_sirens
+    images, _ = mnist_images()
+    start = time.perf_counter()
+    result = fit_sirens(images[:num], siren_spec(), steps=2000, lr=3e-3, psnr_target=40.0, chunk_size=100)
+    seconds = time.perf_counter() - start
+    return {"sirens": num, "seconds": seconds, "sirens_per_s": num / seconds,
+            "mean_psnr_db": result.psnr.mean().item(), "reached_40db": (result.psnr >= 40).float().mean().item()}
+
+
+def fit_peak_rss(epochs: int) -> dict[str, float]:
+    """Peak resident memory of a real ``nnzoo fit --model gnn --data mnist_inr`` (default dataset)."""
+    nnzoo = Path(sys.executable).parent / "nnzoo"
+    with tempfile.TemporaryDirectory() as runs:
+        start = time.perf_counter()
+        subprocess.run([str(nnzoo), "fit", "--model", "gnn", "--data", "mnist_inr", f"run_dir={runs}",
+                        f"trainer.max_epochs={epochs}", "trainer.enable_progress_bar=false"],
+                       check=True, capture_output=True)
+        seconds = time.perf_counter() - start
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {"epochs": epochs, "seconds": seconds, "peak_rss_mib": peak_kib / 1024}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--models", nargs="*", default=None, help="default: every registered model")
+    parser.add_argument("--skip-fit", action="store_true", help="skip SIREN fitting and the peak-RSS fit")
+    parser.add_argument("--sirens", type=int, default=300, help="SIRENs to fit for the fitting rate")
+    args = parser.parse_args()
+    if args.device == "cpu" and os.environ.get("NNZOO_BENCH_THREADS"):
+        torch.set_num_threads(int(os.environ["NNZOO_BENCH_THREADS"]))
+
+    report: dict = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
+                    "cpu": platform.processor() or platform.machine(), "batch_size": args.batch_size}
+    if args.device.startswith("cuda"):
+        report["gpu"] = torch.cuda.get_device_name()
+    report["batching"] = batching(args.batch_size)
+    report["models"] = {}
+    for name in args.models or MODELS.names():
+        report["models"][name] = training_step(name, args.batch_size, args.device)
+        if args.device.startswith("cuda"):
+            report["models"][f"{name} (bf16)"] = training_step(name, args.batch_size, args.device, bf16=True)
+        console.print(f"{name}: {report['models'][name]['ms_per_step']:.0f} ms/step")
+    if not args.skip_fit:
+        report["siren_fitting"] = siren_fitting(args.sirens)
+        report["fit_memory"] = fit_peak_rss(epochs=1)
+
+    table = Table(title=f"nnzoo speed on {args.device} ({report['threads']} threads), batch {args.batch_size}")
+    for col in ("model", "params", "ms/step (fwd+bwd)", "networks/s", "epoch of 5,000 INRs (s)",
+                "batching / step time"):
+        table.add_column(col, justify="right")
+    graphs_per_s = report["batching"]["index_arithmetic_graphs_per_s"]
+    for name, r in report["models"].items():
+        table.add_row(name, f"{r['params']:,}", f"{r['ms_per_step']:.1f}", f"{r['networks_per_s']:.0f}",
+                      f"{r['epoch_5000_s']:.1f}", f"{r['networks_per_s'] / graphs_per_s:.3f}")
+    console.print(table)
+    b = report["batching"]
+    console.print(f"graph batching: {b['index_arithmetic_graphs_per_s']:,.0f} graphs/s (index arithmetic) vs "
+                  f"{b['pyg_data_list_graphs_per_s']:,.0f} graphs/s (PyG Batch.from_data_list): "
+                  f"{b['speedup']:.0f}x")
+    if "siren_fitting" in report:
+        f = report["siren_fitting"]
+        console.print(f"SIREN fitting: {f['sirens_per_s']:.1f} SIRENs/s to mean {f['mean_psnr_db']:.1f} dB "
+                      f"({100 * f['reached_40db']:.0f}% >= 40 dB)")
+        m = report["fit_memory"]
+        console.print(f"peak RSS of `nnzoo fit --model gnn --data mnist_inr` (1 epoch): {m['peak_rss_mib']:.0f} MiB")
+    out = RESULTS / f"speed-{args.device.split(':')[0]}.json"
+    write_json(out, report)
+    console.print(f"written {out}")
+
+
+if __name__ == "__main__":
+    main()

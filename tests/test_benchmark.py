@@ -1,0 +1,103 @@
+"""The benchmark runner: a grid of real fits, resumable, with Markdown/CSV/JSON tables and a plot."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from nnzoo import benchmark
+from nnzoo.benchmark import load_suite, run_suite
+from nnzoo.cli import main
+from nnzoo.errors import NnzooError
+
+SMALL_GNN = ["model.hidden=8", "model.layers=2", "model.probes=0", "model.fourier_features=16"]
+
+
+def _suite(tmp_path, root, **extra) -> str:
+    path = tmp_path / "tiny.yaml"
+    lines = [
+        "description: tiny suite for tests",
+        "models: [gnn, mlp]",
+        "datasets: {tiny: mnist_inr}",
+        "seeds: [0, 1]",
+        "overrides: [trainer.max_epochs=1, trainer.enable_progress_bar=false, data.batch_size=16,",
+        "            optim.warmup_steps=2]",
+        f"data_overrides: {{tiny: [data.root={root}]}}",
+        f"model_overrides: {{gnn: [{', '.join(SMALL_GNN)}]}}",
+        'published: {tiny: {mlp: "17.55 (DWS)"}}',
+        *extra.get("lines", []),
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def test_suite_runs_resumes_and_writes_tables(tiny_inr_root, nnzoo_home, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    suite = load_suite(_suite(tmp_path, tiny_inr_root))
+    written = run_suite(suite, out)
+    md = written["tiny"].read_text()
+    assert "| gnn |" in md and "| mlp |" in md and "17.55 (DWS)" in md
+    rows = json.loads((out / "tiny-tiny.json").read_text())
+    assert [r["model"] for r in rows] == ["gnn", "mlp"]
+    assert all(r["seeds"] == 2 and r["metric"] == "test/acc" and 0 <= r["mean"] <= 1 for r in rows)
+    assert rows[0]["params"] != rows[1]["params"]
+    with open(out / "tiny-tiny.csv") as fh:
+        assert len(list(csv.DictReader(fh))) == 2
+    assert (out / "tiny-tiny.png").read_bytes()[:4] == b"\x89PNG"
+
+    # a second run finds every cell finished and trains nothing
+    def no_training(cfg):
+        raise AssertionError("finished cells must not be rerun")
+    monkeypatch.setattr("nnzoo.train.fit", no_training)
+    run_suite(suite, out)
+    # removing one cell's result reruns exactly that cell
+    (out / "cells" / "tiny-mlp-s1.json").unlink()
+    monkeypatch.undo()
+    calls = []
+    real_fit = __import__("nnzoo.train", fromlist=["fit"]).fit
+    monkeypatch.setattr("nnzoo.train.fit", lambda cfg: calls.append(cfg.name) or real_fit(cfg))
+    run_suite(suite, out)
+    assert calls == ["tiny-mlp-s1"]
+
+
+def test_missing_environment_variable_fails_before_training(tmp_path, monkeypatch):
+    monkeypatch.delenv("NNZOO_NOT_SET", raising=False)
+    path = tmp_path / "env.yaml"
+    path.write_text("models: [mlp]\ndatasets: [mnist_inr]\n"
+                    "data_overrides: {mnist_inr: ['data.root=${oc.env:NNZOO_NOT_SET}']}\n")
+    with pytest.raises(NnzooError, match="NNZOO_NOT_SET"):
+        run_suite(load_suite(str(path)), tmp_path / "out")
+
+
+def test_shipped_suites_parse_and_compose(monkeypatch):
+    for name in ("quick", "paper"):
+        suite = load_suite(name)
+        assert suite.cells()
+        assert set(suite.models) == {"gnn", "transformer", "dwsnet", "mlp", "statnn"}
+    assert load_suite("paper").data_config("svhn_gs") == "cnn_zoo"
+
+
+def test_unknown_suite_is_one_line(capsys):
+    assert main(["benchmark", "no_such_suite"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "quick" in err[0]
+
+
+def test_table_marks_published_values():
+    rows = [{"model": "gnn", "metric": "test/acc", "mean": 0.5, "std": 0.01, "seeds": 2, "params": 10,
+             "train_seconds": 1.0, "networks_per_s": 2.0, "epochs": 1, "num_train": 3, "published": "91.4 (ST1)", "note": ""}]
+    assert "published" in benchmark.markdown_table(rows).splitlines()[0]
+
+
+def test_incompatible_cells_are_reported_not_fatal(tmp_path, monkeypatch):
+    from nnzoo.errors import IncompatibleError
+
+    def refuse(cfg):
+        raise IncompatibleError(f"model '{cfg.model.name}' cannot read convolutional networks")
+    monkeypatch.setattr("nnzoo.train.fit", refuse)
+    path = tmp_path / "s.yaml"
+    path.write_text("models: [dwsnet]\ndatasets: [mnist_inr]\n")
+    md = run_suite(load_suite(str(path)), tmp_path / "out")["mnist_inr"].read_text()
+    assert "| dwsnet | n/a: model 'dwsnet' cannot read convolutional networks |" in md
