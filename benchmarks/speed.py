@@ -26,6 +26,7 @@ import torch
 from rich.table import Table
 from torch_geometric.data import Batch
 
+from nnzoo.allocator import keep_large_allocations_on_heap
 from nnzoo.config import model_options
 from nnzoo.data.weights import DataInfo, WeightBatch, layer_statistics
 from nnzoo.graphs import batch_to_graph, network_to_data
@@ -122,6 +123,7 @@ def main() -> None:
     parser.add_argument("--skip-fit", action="store_true", help="skip SIREN fitting and the peak-RSS fit")
     parser.add_argument("--sirens", type=int, default=300, help="SIRENs to fit for the fitting rate")
     args = parser.parse_args()
+    keep_large_allocations_on_heap()  # as nnzoo fit does
     if args.device == "cpu" and os.environ.get("NNZOO_BENCH_THREADS"):
         torch.set_num_threads(int(os.environ["NNZOO_BENCH_THREADS"]))
 

@@ -19,6 +19,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from nnzoo import __version__
+from nnzoo.allocator import keep_large_allocations_on_heap
 from nnzoo.config import to_container
 from nnzoo.data import create_datamodule
 from nnzoo.data.datamodule import WeightDataModule
@@ -109,6 +110,7 @@ def fit(cfg: DictConfig) -> RunResult:
 
 
 def _fit(cfg: DictConfig) -> RunResult:
+    keep_large_allocations_on_heap()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))

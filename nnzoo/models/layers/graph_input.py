@@ -59,7 +59,7 @@ class GraphInput(nn.Module):
             hidden = (graph.node_kind == NODE_KIND_HIDDEN).unsqueeze(-1)
             x = x + self.activation(graph.node_act) * hidden
         # encode each weight once, then copy to its edges (reversed edges share their weight)
-        edge_attr = self.edge_encoder(graph.weight_attr)[graph.edge_weight_row]
+        edge_attr = self.edge_encoder(graph.weight_attr).index_select(0, graph.edge_weight_row)
         if self.direction is not None:
             edge_attr = edge_attr + self.direction(graph.edge_dir)
         return EncodedGraph(x, edge_attr, graph)

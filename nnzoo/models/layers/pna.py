@@ -61,7 +61,9 @@ class FiLMPNAConv(nn.Module):
         self.avg_log_degree = avg_log_degree
         self.lin_target = nn.Linear(dim, dim)
         self.lin_source = nn.Linear(dim, dim, bias=False)
-        self.film = nn.Linear(edge_dim, 2 * dim)
+        # two layers rather than one chunked in two: contiguous outputs keep the per-edge products fast
+        self.film_scale = nn.Linear(edge_dim, dim)
+        self.film_shift = nn.Linear(edge_dim, dim)
         self.post = nn.Linear(dim * (1 + len(self.aggregators) * len(self.scalers)), dim)
         self.lin = nn.Linear(dim, dim)
 
@@ -69,9 +71,11 @@ class FiLMPNAConv(nn.Module):
                 log_deg: Tensor) -> Tensor:
         """``edge_index`` must be sorted by target with ``in_degree`` edges per node (as built by nnzoo.graphs)."""
         src, dst = edge_index
-        gamma, beta = self.film(edge_attr).chunk(2, dim=-1)
+        gamma, beta = self.film_scale(edge_attr), self.film_shift(edge_attr)
         # project at the nodes, then gather: N << E, so this is far cheaper than an MLP per edge
-        messages = gamma * (self.lin_target(x)[dst] + self.lin_source(x)[src]) + beta
+        # (index_select is several times faster than x[idx] on CPU, forward and backward)
+        gathered = self.lin_target(x).index_select(0, dst) + self.lin_source(x).index_select(0, src)
+        messages = torch.addcmul(beta, gamma, gathered)
         agg = aggregate(messages, in_degree, self.aggregators)
         scaled = []
         for name in self.scalers:
@@ -96,5 +100,6 @@ class EdgeUpdate(nn.Module):
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> Tensor:
         src, dst = edge_index
-        hidden = self.lin_edge(edge_attr) + self.lin_source(x)[src] + self.lin_target(x)[dst]
+        hidden = self.lin_edge(edge_attr) + self.lin_source(x).index_select(0, src) \
+            + self.lin_target(x).index_select(0, dst)
         return edge_attr + self.out(hidden)
