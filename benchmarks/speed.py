@@ -90,13 +90,15 @@ def training_step(name: str, batch_size: int, device: str, bf16: bool = False) -
             "networks_per_s": batch_size / seconds, "epoch_5000_s": EPOCH_INRS / (batch_size / seconds)}
 
 
-def siren_fitting(num: int) -> dict[str, float]:
-    """SIRENs/s of the offline builder's batched fitting to the 40 dB target on real MNIST images."""
+def siren_fitting(num: int, compile: bool = False) -> dict[str, float]:
+    """SIRENs/s of the offline builder's batched fitting to the 40 dB target on real MNIST images
+    (compilation time included when ``compile``)."""
     from nnzoo.data.images import mnist_images
     from nnzoo.data.siren_fit import fit_sirens
     images, _ = mnist_images()
     start = time.perf_counter()
-    result = fit_sirens(images[:num], siren_spec(), steps=2000, lr=3e-3, psnr_target=40.0, chunk_size=100)
+    result = fit_sirens(images[:num], siren_spec(), steps=2000, lr=3e-3, psnr_target=40.0, chunk_size=100,
+                        compile=compile)
     seconds = time.perf_counter() - start
     return {"sirens": num, "seconds": seconds, "sirens_per_s": num / seconds,
             "mean_psnr_db": result.psnr.mean().item(), "reached_40db": (result.psnr >= 40).float().mean().item()}
@@ -140,6 +142,10 @@ def main() -> None:
         console.print(f"{name}: {report['models'][name]['ms_per_step']:.0f} ms/step")
     if not args.skip_fit:
         report["siren_fitting"] = siren_fitting(args.sirens)
+        try:
+            report["siren_fitting_compiled"] = siren_fitting(args.sirens, compile=True)
+        except Exception as exc:  # no C++ compiler, unsupported platform: report, don't fail
+            report["siren_fitting_compiled"] = {"error": str(exc).splitlines()[0][:200]}
         report["fit_memory"] = fit_peak_rss(epochs=1)
 
     table = Table(title=f"nnzoo speed on {args.device} ({report['threads']} threads), batch {args.batch_size}")
@@ -159,6 +165,10 @@ def main() -> None:
         f = report["siren_fitting"]
         console.print(f"SIREN fitting: {f['sirens_per_s']:.1f} SIRENs/s to mean {f['mean_psnr_db']:.1f} dB "
                       f"({100 * f['reached_40db']:.0f}% >= 40 dB)")
+        c = report["siren_fitting_compiled"]
+        if "error" not in c:
+            console.print(f"SIREN fitting with torch.compile: {c['sirens_per_s']:.1f} SIRENs/s "
+                          f"(mean {c['mean_psnr_db']:.1f} dB)")
         m = report["fit_memory"]
         console.print(f"peak RSS of `nnzoo fit --model gnn --data mnist_inr` (1 epoch): {m['peak_rss_mib']:.0f} MiB")
     out = RESULTS / f"speed-{args.device.split(':')[0]}.json"

@@ -19,7 +19,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from nnzoo.config import compose, load_yaml, to_container
+from nnzoo.config import compose, load_yaml
 from nnzoo.errors import IncompatibleError, NnzooError
 from nnzoo.io import read_json, write_json, write_text
 from nnzoo.progress import console, progress_bar

@@ -121,8 +121,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     # a path: an exported .pt or a run's .ckpt; otherwise a name from checkpoints/manifest.json
     module = load_checkpoint_file(source) if source.is_file() else load_pretrained(args.checkpoint)
     for file in args.files:
-        result = predict_file(module, Path(file))
-        console.print(f"{file}: {json.dumps(result)}", markup=False, highlight=False)
+        result = predict_file(module, Path(file), args.activation)
+        print(json.dumps({"file": file, **result}), flush=True)  # JSON lines: easy to parse, never wrapped
     return 0
 
 
@@ -233,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="apply a pretrained checkpoint to your own networks (.pth state dicts)")
     p.add_argument("--checkpoint", required=True,
                    help="pretrained name (nnzoo list checkpoints), an exported .pt or a run's .ckpt")
+    p.add_argument("--activation", help="activation of the networks, when the checkpoint's data mixes them")
     p.add_argument("files", nargs="+", help="state dicts of networks with the checkpoint's architecture")
     p.set_defaults(func=cmd_predict)
     p = sub.add_parser("export", help="turn a finished run into a pretrained checkpoint + manifest entry")

@@ -129,24 +129,38 @@ def export_run(run_dir: Path, name: str, folder: Path | None = None) -> Pretrain
     return new
 
 
-def predict_file(module, path: Path) -> dict[str, Any]:
-    """Apply a pretrained module to one network stored as a PyTorch state dict (``.pth``)."""
+def predict_file(module, path: Path, activation: str | None = None) -> dict[str, Any]:
+    """Apply a pretrained module to one network stored as a PyTorch state dict (``.pth``).
+
+    A state dict does not say which activation its network uses; when the
+    checkpoint's dataset mixes activations on one layout (the Small CNN Zoo's
+    ReLU and tanh CNNs), ``activation`` picks one.
+    """
     from nnzoo.data.weights import WeightBatch
     from nnzoo.nets.functional import state_dict_to_params
     info = module.info
     state = load_tensors(path, "network file")
     if not isinstance(state, dict):
         raise NnzooError(f"{path} holds a {type(state).__name__}, not a state dict")
-    errors = []
-    for spec in info.specs:  # find the dataset architecture this network has
+    errors, matches = [], []
+    for spec in info.specs:  # find the dataset architectures this network fits
         try:
-            flat = state_dict_to_params(state, spec, source=path)
-            break
+            matches.append((spec, state_dict_to_params(state, spec, source=path)))
         except NnzooError as exc:
             errors.append(str(exc))
-    else:
+    if not matches:
         raise NnzooError(errors[0] if len(info.specs) == 1 else
                          f"{path} matches none of the {len(info.specs)} architectures of '{info.name}'")
+    acts = {spec.layers[0].activation for spec, _ in matches}
+    if activation is not None:
+        matches = [(s, f) for s, f in matches if s.layers[0].activation == activation]
+        if not matches:
+            raise NnzooError(f"--activation {activation}: {path} fits '{info.name}' networks with activation "
+                             f"{', '.join(sorted(acts))} only")
+    elif len(acts) > 1:
+        raise NnzooError(f"{path} fits '{info.name}' networks with activations {', '.join(sorted(acts))}; "
+                         "say which with --activation")
+    spec, flat = matches[0]
     batch = WeightBatch([spec], [flat[None]], torch.zeros(1, dtype=torch.long))
     with torch.no_grad():
         out = module(batch)[0]

@@ -43,10 +43,13 @@ def psnr_from_mse(mse: Tensor) -> Tensor:
 
 def fit_sirens(images: Tensor, spec: NetworkSpec, *, steps: int = 500, lr: float = 1e-3,
                psnr_target: float | None = 40.0, chunk_size: int = 100, seed: int = 0, init: str = "siren",
-               progress: Callable[[int], None] | None = None) -> FitResult:
+               progress: Callable[[int], None] | None = None, compile: bool = False) -> FitResult:
     """Fit one SIREN of ``spec`` to each image in ``images`` ``(N, H, W)`` with values in ``[0, 1]``.
 
     ``progress`` is called with the number of SIRENs finished after each chunk.
+    ``compile`` runs the forward pass and loss through ``torch.compile``
+    (dynamic shapes, since finished SIRENs leave the chunk); it needs a C++
+    compiler on CPU and pays a one-off compilation.
     """
     n, height, width = images.shape
     coords = grid_coordinates(height, width)
@@ -56,17 +59,22 @@ def fit_sirens(images: Tensor, spec: NetworkSpec, *, steps: int = 500, lr: float
     out_params = torch.empty_like(init)
     out_psnr = torch.empty(n)
     out_steps = torch.empty(n, dtype=torch.long)
+    loss_fn = torch.compile(_per_siren_mse, dynamic=True) if compile else _per_siren_mse
     for start in range(0, n, chunk_size):
         idx = torch.arange(start, min(start + chunk_size, n))
-        p, q, k = _fit_chunk(init[idx], targets[idx], coords, spec, steps, lr, psnr_target)
+        p, q, k = _fit_chunk(init[idx], targets[idx], coords, spec, steps, lr, psnr_target, loss_fn)
         out_params[idx], out_psnr[idx], out_steps[idx] = p, q, k
         if progress is not None:
             progress(len(idx))
     return FitResult(out_params, out_psnr, out_steps)
 
 
+def _per_siren_mse(params: Tensor, spec: NetworkSpec, coords: Tensor, targets: Tensor) -> Tensor:
+    return (mlp_forward(params, spec, coords) - targets).pow(2).mean(dim=(1, 2))
+
+
 def _fit_chunk(params: Tensor, targets: Tensor, coords: Tensor, spec: NetworkSpec, steps: int, lr: float,
-               psnr_target: float | None) -> tuple[Tensor, Tensor, Tensor]:
+               psnr_target: float | None, loss_fn=_per_siren_mse) -> tuple[Tensor, Tensor, Tensor]:
     beta1, beta2, eps = 0.9, 0.999, 1e-8
     n = params.shape[0]
     final = params.clone()
@@ -78,7 +86,7 @@ def _fit_chunk(params: Tensor, targets: Tensor, coords: Tensor, spec: NetworkSpe
     v = torch.zeros_like(p)
     for step in range(steps + 1):
         p.requires_grad_(True)
-        mse = (mlp_forward(p, spec, coords) - targets[active]).pow(2).mean(dim=(1, 2))
+        mse = loss_fn(p, spec, coords, targets[active])
         psnr = psnr_from_mse(mse.detach())
         if step == steps:
             done = torch.ones_like(psnr, dtype=torch.bool)

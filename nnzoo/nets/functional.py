@@ -117,9 +117,10 @@ def siren_init(num: int, spec: NetworkSpec, generator: torch.Generator | None = 
 # ----------------------------------------------------------------- state dicts
 
 def tensor_entries(state_dict: Mapping[str, object]) -> list[tuple[str, Tensor]]:
-    """The ``*weight``/``*bias`` tensors of a state dict in file order (other keys, e.g. ``label``, skipped)."""
+    """The parameter tensors of a state dict in file order: ``*weight``, ``*bias`` and BatchNorm's
+    ``*running_mean``/``*running_var`` (other keys, e.g. ``label`` or ``num_batches_tracked``, skipped)."""
     return [(k, v) for k, v in state_dict.items()
-            if isinstance(v, Tensor) and (k.endswith("weight") or k.endswith("bias"))]
+            if isinstance(v, Tensor) and k.endswith(("weight", "bias", "running_mean", "running_var"))]
 
 
 def infer_mlp_widths(state_dict: Mapping[str, object], source: str | Path = "state dict") -> list[int]:
@@ -139,13 +140,13 @@ def state_dict_to_params(state_dict: Mapping[str, object], spec: NetworkSpec,
     and the DWSNets/NFN INR classes store them.
     """
     entries = tensor_entries(state_dict)
-    slots = [s for s in spec.slots if s.role in ("weight", "bias")]
+    slots = list(spec.slots)
     if len(entries) != len(slots):
-        raise NnzooError(f"{source} has {len(entries)} weight/bias tensors but {spec.describe()} needs "
+        raise NnzooError(f"{source} has {len(entries)} parameter tensors but {spec.describe()} needs "
                          f"{len(slots)}; wrong architecture for this dataset")
     flat = torch.empty(spec.num_params)
     for (key, value), slot in zip(entries, slots):
-        if tuple(value.shape) != slot.shape or not key.endswith(slot.role):
+        if tuple(value.shape) != slot.shape or not key.endswith(slot.role.removeprefix("norm_")):
             raise NnzooError(f"{source}: tensor '{key}' has shape {tuple(value.shape)} but layer {slot.layer} "
                              f"{slot.role} of {spec.describe()} needs {slot.shape}; wrong architecture")
         flat[slot.start:slot.end] = value.detach().float().reshape(-1)

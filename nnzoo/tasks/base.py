@@ -59,3 +59,22 @@ class WeightSpaceTask(L.LightningModule):
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -- Lightning hooks: each task implements ``_step(batch, stage)`` and ``predict_scores(batch)``
+    def _step(self, batch: WeightBatch, stage: str) -> Tensor:
+        raise NotImplementedError
+
+    def predict_scores(self, batch: WeightBatch) -> Tensor:
+        raise NotImplementedError
+
+    def training_step(self, batch: WeightBatch, batch_idx: int) -> Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: WeightBatch, batch_idx: int) -> Tensor:
+        return self._step(batch, "val")
+
+    def test_step(self, batch: WeightBatch, batch_idx: int) -> Tensor:
+        return self._step(batch, "test")
+
+    def predict_step(self, batch: WeightBatch, batch_idx: int) -> Tensor:
+        return self.predict_scores(batch)

@@ -36,14 +36,6 @@ class ClassificationTask(WeightSpaceTask):
                  prog_bar=stage != "train")
         return loss
 
-    def training_step(self, batch: WeightBatch, batch_idx: int) -> Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: WeightBatch, batch_idx: int) -> Tensor:
-        return self._step(batch, "val")
-
-    def test_step(self, batch: WeightBatch, batch_idx: int) -> Tensor:
-        return self._step(batch, "test")
-
-    def predict_step(self, batch: WeightBatch, batch_idx: int) -> Tensor:
+    def predict_scores(self, batch: WeightBatch) -> Tensor:
+        """Class probabilities."""
         return self(batch).softmax(-1)

@@ -60,14 +60,3 @@ class RegressionTask(WeightSpaceTask):
                      prog_bar=stage != "train" and name == "kendall_tau")
         return loss
 
-    def training_step(self, batch: WeightBatch, batch_idx: int) -> Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: WeightBatch, batch_idx: int) -> Tensor:
-        return self._step(batch, "val")
-
-    def test_step(self, batch: WeightBatch, batch_idx: int) -> Tensor:
-        return self._step(batch, "test")
-
-    def predict_step(self, batch: WeightBatch, batch_idx: int) -> Tensor:
-        return self.predict_scores(batch)

@@ -46,9 +46,11 @@ class InrBuildConfig:
     lr: float = 3e-3
     psnr_target: float = 40.0  # early stop per SIREN, as in the DWSNets recipe
     chunk_size: int = 100
+    compile: bool = False  # torch.compile the fitting step (see benchmarks/speed.py for whether it helps)
 
     def key(self) -> str:
-        blob = json.dumps({**asdict(self), "widths": list(self.widths)}, sort_keys=True)
+        recipe = {k: v for k, v in asdict(self).items() if k != "compile"}  # compile changes only float rounding
+        blob = json.dumps({**recipe, "widths": list(self.widths)}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -89,7 +91,7 @@ def _build_into(folder: Path, config: InrBuildConfig) -> None:
     with progress_bar(len(order), "fitting SIRENs") as advance:
         result = fit_sirens(images[order], spec, steps=config.steps, lr=config.lr,
                             psnr_target=config.psnr_target, chunk_size=config.chunk_size, seed=config.seed,
-                            init=config.init, progress=advance)
+                            init=config.init, progress=advance, compile=config.compile)
     seconds = time.perf_counter() - start
     bounds = torch.tensor([0] + [len(split_idx[s]) for s in SPLITS]).cumsum(0).tolist()
     params, lab, ids, psnr = {}, {}, {}, {}
