@@ -1,4 +1,9 @@
-"""INR classification datamodules (``mnist_inr``): public DWSNets files, or built offline."""
+"""INR classification datamodules.
+
+* ``mnist_inr``: public DWSNets files, or built offline from shipped images;
+* ``fmnist_inr``: public DWSNets FashionMNIST files (no offline build);
+* ``cifar10_inr``, ``nfn_mnist_inr``, ``nfn_fmnist_inr``: the NFN SIREN files.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,8 @@ from typing import Any
 
 from nnzoo.data.builders.inr import InrBuildConfig, build_inr_dataset, read_build_info
 from nnzoo.data.datamodule import DATASETS, WeightDataModule
-from nnzoo.data.formats.dwsnets import SPLITS, load_dwsnets
+from nnzoo.data.formats.dwsnets import SPLITS, InrSplits, load_dwsnets
+from nnzoo.data.formats.nfn_siren import DEFAULT_PREFIX, FOLDERS, load_nfn_sirens
 from nnzoo.data.weights import DataInfo, WeightDataset, layer_statistics
 from nnzoo.errors import NnzooError
 from nnzoo.nets.spec import siren_spec
@@ -73,3 +79,138 @@ class InrDataModule(WeightDataModule):
                         task="classification", num_outputs=num_classes, specs=(self.spec,), stats=stats,
                         class_names=[str(i) for i in range(num_classes)], extra=extra)
         return datasets, info
+
+
+FMNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                  "Ankle boot"]
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+DIGITS = [str(i) for i in range(10)]
+
+
+def _classification_data(name: str, spec: Any, data: InrSplits, class_names: list[str], source: Path,
+                         extra: dict[str, Any]) -> tuple[dict[str, WeightDataset], DataInfo]:
+    """Datasets and info of a public INR dataset with a fixed set of classes."""
+    if len(data.params["train"]) == 0:
+        raise NnzooError(f"{source} holds no training INRs")
+    for split in SPLITS:
+        labels = data.labels[split]
+        if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < len(class_names):
+            raise NnzooError(f"{source}: {split} labels span {int(labels.min())}..{int(labels.max())} but "
+                             f"{name} has {len(class_names)} classes; is this the right dataset?")
+    stats = data.statistics or layer_statistics([spec], [data.params["train"]])
+    datasets = {s: WeightDataset.homogeneous(spec, data.params[s], data.labels[s]) for s in SPLITS}
+    info = DataInfo(name=name, task="classification", num_outputs=len(class_names), specs=(spec,),
+                    stats=stats, class_names=list(class_names), extra=extra)
+    return datasets, info
+
+
+@DATASETS.register("fmnist_inr", "FashionMNIST as SIREN INRs (public DWSNets files: fmnist_inrs.zip + "
+                   "neural-graphs fmnist_splits.json)", task="classification")
+class FmnistInrDataModule(WeightDataModule):
+    """Classify FashionMNIST images from the weights of their DWSNets SIRENs.
+
+    Reads ``fmnist_inrs/{train,test}/model_{i}.pth`` through a common-format
+    splits JSON (labels come from the JSON; the ``label`` entry of each .pth
+    is ignored).  There is no offline build: no FashionMNIST images ship with
+    the packages nnzoo depends on.
+    """
+
+    help = ("fmnist_inr needs the public files: download fmnist_inrs.zip from the DWSNets Dropbox folder "
+            "(linked in github.com/AvivNavon/DWSNets) and fmnist_splits.json from "
+            "github.com/mkofinas/neural-graphs, unzip, then pass data.root=<folder holding fmnist_inrs/ and "
+            "fmnist_splits.json> or data.splits=<path to fmnist_splits.json>")
+
+    def __init__(self, root: str | None = None, splits: str | None = None, statistics: str | None = None,
+                 widths: list[int] | tuple[int, ...] = (2, 32, 32, 1), w0: float = 30.0,
+                 output_offset: float = 0.5, class_names: list[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.root = Path(root).expanduser() if root else None
+        self.splits_file = Path(splits).expanduser() if splits else None
+        self.statistics_file = Path(statistics).expanduser() if statistics else None
+        self.spec = siren_spec(tuple(widths), w0=w0, output_offset=output_offset)
+        self.class_names = list(class_names or FMNIST_CLASSES)
+
+    def _locate(self) -> Path:
+        if self.splits_file is not None:
+            if not self.splits_file.is_file():
+                raise NnzooError(f"data.splits {self.splits_file} does not exist; {self.help}")
+            return self.splits_file
+        if self.root is None:
+            raise NnzooError(self.help)
+        if not self.root.is_dir():
+            raise NnzooError(f"data.root {self.root} does not exist; {self.help}")
+        found = sorted(self.root.glob("*_splits.json")) or sorted(self.root.glob("*splits*.json"))
+        if not found:
+            raise NnzooError(f"no *_splits.json in {self.root}; {self.help}")
+        return found[0]
+
+    def load(self) -> tuple[dict[str, WeightDataset], DataInfo]:
+        splits_file = self._locate()
+        data = load_dwsnets(splits_file, self.spec, root=self.root, statistics_path=self.statistics_file,
+                            cache_dir=self.cache_dir / "cache")
+        return _classification_data("fmnist_inr", self.spec, data, self.class_names, splits_file,
+                                    {"splits_file": str(splits_file)})
+
+
+class NfnSirenDataModule(WeightDataModule):
+    """Classify images from the weights of the NFN SIRENs (Zhou et al. 2023) that represent them.
+
+    ``root`` is the extracted ``siren_*_wts`` folder (or its parent); splits
+    are fixed by image index; ``include_aug = k`` adds the first ``k``
+    augmented copies to the training split.
+    """
+
+    dataset_name = ""
+    source = ""  # key of nfn_siren.FOLDERS
+    out_channels = 1
+    default_class_names: list[str] = DIGITS
+
+    @property
+    def help(self) -> str:
+        folder = FOLDERS[self.source]
+        return (f"{self.dataset_name} needs the NFN SIREN files: download {folder}.tar from the NFN "
+                "Google-Drive folder (linked in github.com/AllanYangZhou/nfn), extract it and pass "
+                f"data.root=<the {folder} folder, holding {DEFAULT_PREFIX}_{{0..9}}s/>")
+
+    def __init__(self, root: str | None = None, widths: list[int] | tuple[int, ...] | None = None,
+                 w0: float = 30.0, output_offset: float = 0.0, include_aug: int = 0,
+                 prefix: str = DEFAULT_PREFIX, class_names: list[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.root = Path(root).expanduser() if root else None
+        self.spec = siren_spec(tuple(widths or (2, 32, 32, self.out_channels)), w0=w0, output_offset=output_offset)
+        self.include_aug = int(include_aug)
+        self.prefix = prefix
+        self.class_names = list(class_names or self.default_class_names)
+
+    def _locate(self) -> Path:
+        if self.root is None:
+            raise NnzooError(self.help)
+        if not self.root.is_dir():
+            raise NnzooError(f"data.root {self.root} does not exist; {self.help}")
+        inner = self.root / FOLDERS[self.source]
+        return inner if inner.is_dir() else self.root
+
+    def load(self) -> tuple[dict[str, WeightDataset], DataInfo]:
+        folder = self._locate()
+        data = load_nfn_sirens(folder, self.spec, include_aug=self.include_aug, prefix=self.prefix,
+                               cache_dir=self.cache_dir / "cache")
+        return _classification_data(self.dataset_name, self.spec, data, self.class_names, folder,
+                                    {"root": str(folder), "include_aug": self.include_aug})
+
+
+@DATASETS.register("cifar10_inr", "CIFAR-10 images as SIREN INRs (public NFN files: siren_cifar_wts)",
+                   task="classification")
+class Cifar10InrDataModule(NfnSirenDataModule):
+    dataset_name, source, out_channels, default_class_names = "cifar10_inr", "cifar", 3, CIFAR10_CLASSES
+
+
+@DATASETS.register("nfn_mnist_inr", "MNIST digits as standard SIRENs (public NFN files: siren_mnist_wts)",
+                   task="classification")
+class NfnMnistInrDataModule(NfnSirenDataModule):
+    dataset_name, source, out_channels, default_class_names = "nfn_mnist_inr", "mnist", 1, DIGITS
+
+
+@DATASETS.register("nfn_fmnist_inr", "FashionMNIST as standard SIRENs (public NFN files: siren_fashion_wts)",
+                   task="classification")
+class NfnFmnistInrDataModule(NfnSirenDataModule):
+    dataset_name, source, out_channels, default_class_names = "nfn_fmnist_inr", "fashion", 1, FMNIST_CLASSES

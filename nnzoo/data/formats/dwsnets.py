@@ -24,8 +24,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -48,6 +50,7 @@ class InrSplits:
     params: dict[str, Tensor]  # split -> (N, P)
     labels: dict[str, Tensor]  # split -> (N,)
     statistics: dict[str, list[list[float]]] | None = None  # per-layer stats from the statistics file
+    ids: dict[str, Tensor] | None = None  # split -> (N,) image index of each INR, where the format has one
 
 
 # --------------------------------------------------------------------- writing
@@ -162,10 +165,24 @@ def read_statistics(path: str | os.PathLike, spec: NetworkSpec) -> dict[str, lis
     return stats
 
 
-def _cache_key(splits_path: Path, spec: NetworkSpec) -> str:
-    st = splits_path.stat()
-    text = json.dumps([_CACHE_VERSION, str(splits_path.resolve()), st.st_size, st.st_mtime_ns, spec.to_dict()])
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def cached_tensors(cache_dir: str | os.PathLike | None, tag: str, key: list[Any],
+                   build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``build()``'s tensors, cached as ``cache_dir/{tag}-{hash(key)}.pt`` (no cache if ``cache_dir`` is None).
+
+    ``key`` (JSON-able) must fingerprint everything the tensors depend on: the
+    files' paths, sizes and mtimes, the architecture, the loader's options.
+    Shared by the INR format loaders so that tens of thousands of small
+    ``.pth`` files are read only once.
+    """
+    if cache_dir is None:
+        return build()
+    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
+    cache = Path(cache_dir) / f"{tag}-{digest}.pt"
+    if cache.is_file():
+        return load_tensors(cache, "dataset cache")
+    blob = build()
+    save_tensors(cache, blob)
+    return blob
 
 
 def load_dwsnets(splits_path: str | os.PathLike, spec: NetworkSpec, *, root: str | os.PathLike | None = None,
@@ -181,11 +198,8 @@ def load_dwsnets(splits_path: str | os.PathLike, spec: NetworkSpec, *, root: str
     if not splits_path.is_file():
         raise NnzooError(f"splits file not found: {splits_path}; pass data.splits=<path to *_splits.json> "
                          "or leave data.root empty to build the dataset offline")
-    cache = Path(cache_dir) / f"dwsnets-{_cache_key(splits_path, spec)}.pt" if cache_dir else None
-    if cache is not None and cache.is_file():
-        blob = load_tensors(cache, "dataset cache")
-        params, labels = blob["params"], blob["labels"]
-    else:
+
+    def read_all() -> dict[str, dict[str, Tensor]]:
         entries = read_splits(splits_path)
         resolve = _path_resolver(splits_path, entries["train"][0][0], Path(root) if root else None)
         total = sum(len(paths) for paths, _ in entries.values())
@@ -195,18 +209,22 @@ def load_dwsnets(splits_path: str | os.PathLike, spec: NetworkSpec, *, root: str
                 rows = torch.empty(len(paths), spec.num_params)
                 for i, rel in enumerate(paths):
                     file = resolve(rel)
-                    rows[i] = state_dict_to_params(_read_state_dict(file), spec, source=file)
+                    rows[i] = state_dict_to_params(read_state_dict(file), spec, source=file)
                     if i % 256 == 255:
                         advance(256)
                 advance(len(paths) % 256)
                 params[split], labels[split] = rows, torch.tensor(ints, dtype=torch.long)
-        if cache is not None:
-            save_tensors(cache, {"params": params, "labels": labels})
+        return {"params": params, "labels": labels}
+
+    st = splits_path.stat()
+    key = [_CACHE_VERSION, str(splits_path.resolve()), st.st_size, st.st_mtime_ns, spec.to_dict()]
+    blob = cached_tensors(cache_dir, "dwsnets", key, read_all)
     statistics = read_statistics(statistics_path, spec) if statistics_path else None
-    return InrSplits(spec, params, labels, statistics)
+    return InrSplits(spec, blob["params"], blob["labels"], statistics)
 
 
-def _read_state_dict(file: Path) -> dict:
+def read_state_dict(file: Path) -> dict:
+    """One INR's state dict, read safely; one-line errors name the file."""
     sd = load_tensors(file, "INR file")
     if not isinstance(sd, dict):
         raise NnzooError(f"INR file {file} holds a {type(sd).__name__}, not a state dict")
