@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,7 @@ from nnzoo.benchmark import load_suite, run_suite
 from nnzoo.cli import main
 from nnzoo.errors import NnzooError
 
+REPO = Path(__file__).resolve().parent.parent
 SMALL_GNN = ["model.hidden=8", "model.layers=2", "model.probes=0", "model.fourier_features=16"]
 
 
@@ -77,6 +79,12 @@ def test_shipped_suites_parse_and_compose(monkeypatch):
         assert suite.cells()
         assert set(suite.models) == {"gnn", "transformer", "dwsnet", "mlp", "statnn"}
     assert load_suite("paper").data_config("svhn_gs") == "cnn_zoo"
+    from nnzoo.config import compose
+    for name in ("quick", "paper"):  # every cell names existing model/data configs and valid overrides
+        suite = load_suite(name)
+        for data, model, seed in suite.cells():
+            compose(model, suite.data_config(data), suite.trainer, benchmark.cell_overrides(
+                suite, data, model, seed, REPO / "unused"))
 
 
 def test_unknown_suite_is_one_line(capsys):
