@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 
 from nnzoo.config import compose, load_yaml
 from nnzoo.errors import IncompatibleError, NnzooError
-from nnzoo.io import read_json, write_json, write_text
+from nnzoo.io import read_json, shipped_folder, write_json, write_text
 from nnzoo.progress import console, progress_bar
 
 # Test metric reported per task, and whether higher is better.
@@ -57,7 +57,16 @@ class Suite:
 
 
 def suites_folder() -> Path:
-    return Path(__file__).resolve().parent.parent / "benchmarks"
+    """``$NNZOO_BENCHMARKS``, the repository's ``benchmarks/``, or the copy installed with the package."""
+    return shipped_folder("benchmarks", "NNZOO_BENCHMARKS")
+
+
+def default_results_dir(suite: Suite) -> Path:
+    """``benchmarks/results/<suite>`` in a checkout; ``./benchmark-results/<suite>`` for an installed wheel."""
+    folder = suites_folder()
+    if folder.parent.name == "nnzoo" and folder.parent.joinpath("__init__.py").is_file():
+        return Path.cwd() / "benchmark-results" / suite.name
+    return folder / "results" / suite.name
 
 
 def load_suite(name_or_path: str) -> Suite:

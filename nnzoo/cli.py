@@ -98,9 +98,9 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from nnzoo.benchmark import load_suite, run_suite, suites_folder
+    from nnzoo.benchmark import default_results_dir, load_suite, run_suite
     suite = load_suite(args.suite)
-    out = Path(args.out) if args.out else suites_folder() / "results" / suite.name
+    out = Path(args.out) if args.out else default_results_dir(suite)
     for data, path in run_suite(suite, out, args.overrides).items():
         console.print(f"{data}: {path}")
     return 0

@@ -12,7 +12,6 @@ silently ignored.
 from __future__ import annotations
 
 import os
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +20,14 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from nnzoo.errors import NnzooError, unknown_name
+from nnzoo.io import shipped_folder
 
 KINDS = ("model", "data", "trainer")
 
 
 def config_root() -> Path:
     """``$NNZOO_CONFIGS``, the repository's ``zoo_configs/``, or the copy installed with the package."""
-    if os.environ.get("NNZOO_CONFIGS"):
-        return Path(os.environ["NNZOO_CONFIGS"])
-    repo = Path(__file__).resolve().parent.parent / "zoo_configs"
-    if repo.is_dir():
-        return repo
-    return Path(str(resources.files("nnzoo") / "zoo_configs"))
+    return shipped_folder("zoo_configs", "NNZOO_CONFIGS")
 
 
 def available(kind: str) -> list[str]:

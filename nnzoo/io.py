@@ -21,6 +21,22 @@ import torch
 from nnzoo.errors import NnzooError
 
 
+def shipped_folder(name: str, env_var: str) -> Path:
+    """``$env_var``, the repository's top-level ``name/``, or the copy inside the installed wheel.
+
+    Configs, benchmark suites and checkpoints live at the top of the repository (where
+    contributors edit them) and are also packaged as ``nnzoo/<name>``, so a plain
+    ``pip install`` (not editable) finds them too.
+    """
+    from importlib import resources
+    if os.environ.get(env_var):
+        return Path(os.environ[env_var])
+    repo = Path(__file__).resolve().parent.parent / name
+    if repo.is_dir():
+        return repo
+    return Path(str(resources.files("nnzoo") / name))
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; move it into place only on success."""

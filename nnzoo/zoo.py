@@ -23,17 +23,14 @@ from omegaconf import OmegaConf
 
 from nnzoo import __version__
 from nnzoo.errors import NnzooError, unknown_name
-from nnzoo.io import load_tensors, read_json, save_tensors, sha256_file, write_json
+from nnzoo.io import load_tensors, read_json, save_tensors, sha256_file, shipped_folder, write_json
 
 MANIFEST = "manifest.json"
 
 
 def checkpoints_folder() -> Path:
-    """``checkpoints/`` of the repository (or ``$NNZOO_CHECKPOINTS``)."""
-    import os
-    if os.environ.get("NNZOO_CHECKPOINTS"):
-        return Path(os.environ["NNZOO_CHECKPOINTS"])
-    return Path(__file__).resolve().parent.parent / "checkpoints"
+    """``$NNZOO_CHECKPOINTS``, the repository's ``checkpoints/``, or the copy installed with the package."""
+    return shipped_folder("checkpoints", "NNZOO_CHECKPOINTS")
 
 
 @dataclass
