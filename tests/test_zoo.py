@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,23 @@ def test_shipped_checkpoint_reproduces_its_recorded_accuracy(nnzoo_home, tmp_pat
             total += len(batch)
     # the offline build refits SIRENs on this machine; float differences may flip a few of the 200 test INRs
     assert correct / total == pytest.approx(entry.metrics["test/acc"], abs=0.02)
+
+
+def test_readme_checkpoint_table_matches_the_manifest():
+    """The README's checkpoint table is transcribed; this keeps it from drifting from the manifest."""
+    rows = {}
+    for line in (REPO / "README.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 6 and cells[0].startswith("`") and cells[0].endswith("`"):
+            rows[cells[0].strip("`")] = cells
+    entries = {e.name: e for e in list_pretrained(checkpoints_folder())}
+    assert set(rows) == set(entries)
+    for name, (_, model, data, params, test_result, best_val) in rows.items():
+        entry = entries[name]
+        assert (model, int(params.replace(",", ""))) == (entry.model, entry.num_parameters)
+        assert data.split()[0] == entry.data
+        metric = "test/acc" if entry.task == "classification" else "test/kendall_tau"
+        first_number = float(re.search(r"\d\.\d+", test_result).group())
+        assert first_number == pytest.approx(entry.metrics[metric], abs=5e-4)
+        val_metric = "best_val/acc" if metric == "test/acc" else "best_val/kendall_tau"
+        assert float(best_val) == pytest.approx(entry.metrics[val_metric], abs=5e-4)
