@@ -11,7 +11,6 @@ silently ignored.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
