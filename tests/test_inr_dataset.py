@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from nnzoo.data.builders.inr import read_build_info, stratified_split
@@ -43,6 +44,33 @@ def test_built_inrs_reproduce_their_mnist_images(small_inr_datamodule):
         assert labels[image_id] == label
         psnr = psnr_from_mse((image.view(28, 28) - images[image_id]).pow(2).mean())
         assert psnr >= SMALL_INR_BUILD["psnr_target"] - 0.5
+
+
+def public_grid(size: int = 28) -> torch.Tensor:
+    """The DWSNets / Neural Graphs ``make_coordinates``, written out independently of nnzoo:
+    ``np.meshgrid(x, y)`` (xy indexing), flattened row-major, stacked as (x, y)."""
+    x, y = np.meshgrid(np.linspace(-1, 1, size), np.linspace(-1, 1, size))
+    return torch.from_numpy(np.stack([x.flatten(), y.flatten()]).T).float()
+
+
+def test_built_inrs_follow_the_public_coordinate_convention(small_inr_datamodule):
+    """Input 0 is the column (x), input 1 the row (y): rendered on the public grid the INRs are their
+    images; on the transposed grid they are not (a transposed build fails this test)."""
+    dm = small_inr_datamodule
+    spec = dm.info.specs[0]
+    test = dm.split("test")
+    paths = json.loads(Path(dm.info.extra["splits_file"]).read_text())["test"]["path"][:20]
+    ids = [int(Path(p).parts[1].split("_")[-1]) for p in paths]
+    images = mnist_images()[0][ids].reshape(len(ids), -1)
+    params = test.params[0][test.row[:20]]
+    grid = public_grid()
+    right = psnr_from_mse((mlp_forward(params, spec, grid).squeeze(-1) - images).pow(2).mean(1))
+    transposed = psnr_from_mse((mlp_forward(params, spec, grid.flip(-1)).squeeze(-1) - images).pow(2).mean(1))
+    assert right.min() >= SMALL_INR_BUILD["psnr_target"] - 0.5
+    assert transposed.max() < 20.0
+    # the output convention: rendering + offset is an intensity in [0, 1] (background ~0, strokes ~1)
+    rendered = mlp_forward(params, spec, grid)
+    assert -0.1 < rendered.min() and rendered.max() < 1.1 and rendered.mean() < 0.3
 
 
 def test_second_datamodule_reuses_the_cached_build(small_inr_datamodule, nnzoo_home):

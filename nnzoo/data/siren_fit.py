@@ -30,10 +30,18 @@ class FitResult:
 
 
 def grid_coordinates(height: int, width: int) -> Tensor:
-    """Pixel-centre grid on ``[-1, 1]^2`` as ``(H*W, 2)`` (row-major, ``(y, x)`` order)."""
-    ys = torch.linspace(-1.0, 1.0, height)
+    """Pixel grid on ``[-1, 1]^2`` as ``(H*W, 2)`` in the public DWSNets / Neural Graphs convention.
+
+    Input 0 is the column (x), input 1 the row (y), both ``linspace(-1, 1, n)``,
+    flattened row-major (``np.meshgrid(x, y)`` with its default ``xy`` indexing),
+    so pixel ``(row i, column j)`` is coordinate ``(x_j, y_i)`` at position
+    ``i * W + j`` of the flat image.  Public INRs were fitted on this grid and
+    input neurons carry their own embeddings, so the order is part of the data.
+    """
     xs = torch.linspace(-1.0, 1.0, width)
-    return torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1).reshape(-1, 2)
+    ys = torch.linspace(-1.0, 1.0, height)
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([grid_x, grid_y], dim=-1).reshape(-1, 2)
 
 
 def psnr_from_mse(mse: Tensor) -> Tensor:

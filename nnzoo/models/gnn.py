@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+from torch_geometric.data import Data
 
 from nnzoo.data.weights import DataInfo, WeightBatch
 from nnzoo.graphs import graph_template
@@ -58,6 +59,17 @@ class NeuralGraphGNN(nn.Module):
         self.readout = OutputNodeReadout(hidden, info.network_outputs, info.num_outputs, head_hidden or hidden)
 
     def forward(self, batch: WeightBatch) -> Tensor:
+        x, graph = self.encode(batch)
+        return self.readout(x, graph.output_index)
+
+    def node_states(self, batch: WeightBatch) -> Tensor:
+        """Final ``(num_nodes, hidden)`` neuron states, in :func:`~nnzoo.graphs.batch_to_graph` node order.
+
+        Equivariant to hidden-neuron permutations: permuting a network's neurons permutes its rows.
+        """
+        return self.encode(batch)[0]
+
+    def encode(self, batch: WeightBatch) -> tuple[Tensor, Data]:
         g = self.input(batch)
         x, edge_attr, edge_index, in_degree = g.x, g.edge_attr, g.graph.edge_index, g.graph.in_degree
         log_deg = log_degree(in_degree)
@@ -66,4 +78,4 @@ class NeuralGraphGNN(nn.Module):
             x = x + update if self.residual else update
             if i < len(self.edge_updates):
                 edge_attr = self.edge_updates[i](x, edge_index, edge_attr)
-        return self.readout(x, g.graph.output_index)
+        return x, g.graph

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch_geometric.data import Data
 from torch_geometric.utils import to_dense_batch
 
 from nnzoo.data.weights import DataInfo, WeightBatch
@@ -68,6 +69,14 @@ class NeuralGraphTransformer(nn.Module):
         self.readout = OutputNodeReadout(d_node, info.network_outputs, info.num_outputs, head_hidden or d_node)
 
     def forward(self, batch: WeightBatch) -> Tensor:
+        x, graph = self.encode(batch)
+        return self.readout(x, graph.output_index)
+
+    def node_states(self, batch: WeightBatch) -> Tensor:
+        """Final ``(num_nodes, d_node)`` neuron states, in :func:`~nnzoo.graphs.batch_to_graph` node order."""
+        return self.encode(batch)[0]
+
+    def encode(self, batch: WeightBatch) -> tuple[Tensor, Data]:
         g = self.input(batch)
         graph = g.graph
         x, mask = to_dense_batch(g.x, graph.batch, batch_size=graph.num_graphs)  # (B, n, d): nodes in order
@@ -75,4 +84,4 @@ class NeuralGraphTransformer(nn.Module):
                             self.no_edge)
         for block in self.blocks:
             x, edges = block(x, edges, mask)
-        return self.readout(self.final_norm(x[mask]), graph.output_index)
+        return self.final_norm(x[mask]), graph

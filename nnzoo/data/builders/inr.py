@@ -28,6 +28,9 @@ from nnzoo.io import read_json, write_json
 from nnzoo.nets.spec import siren_spec
 from nnzoo.progress import console, progress_bar
 
+BUILD_FORMAT = 2
+"""Bumped when built files change meaning for the same recipe (2: public xy coordinate order), so that an
+old cache is never read as a new one."""
 
 
 @dataclass
@@ -50,7 +53,7 @@ class InrBuildConfig:
 
     def key(self) -> str:
         recipe = {k: v for k, v in asdict(self).items() if k != "compile"}  # compile changes only float rounding
-        blob = json.dumps({**recipe, "widths": list(self.widths)}, sort_keys=True)
+        blob = json.dumps({**recipe, "widths": list(self.widths), "format": BUILD_FORMAT}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
