@@ -4,9 +4,10 @@
 
 Merge order (later wins): ``trainer/default.yaml`` -> ``trainer/<trainer>.yaml``
 (only its differences, e.g. ``ddp.yaml``) -> ``data/<data>.yaml`` ->
-``model/<model>.yaml`` -> command-line ``key=value`` overrides.  The merged
-config is in struct mode, so a misspelt override key is an error rather than
-silently ignored.
+``model/<model>.yaml`` -> the data config's ``recipes.<model>`` (the reference
+recipe of that model on that dataset: its size, batch, loss) -> command-line
+``key=value`` overrides.  The merged config is in struct mode, so a misspelt
+override key is an error rather than silently ignored.
 """
 
 from __future__ import annotations
@@ -57,9 +58,17 @@ def compose(model: str, data: str, trainer: str = "default", overrides: list[str
     layers = [load_yaml(config_path("trainer", "default"))]
     if trainer != "default":
         layers.append(load_yaml(config_path("trainer", trainer)))
-    layers += [load_yaml(config_path("data", data)), load_yaml(config_path("model", model))]
+    data_cfg = load_yaml(config_path("data", data))
+    recipes = data_cfg.pop("recipes", None) or {}
+    layers += [data_cfg, load_yaml(config_path("model", model))]
     cfg = OmegaConf.merge(*layers)
     OmegaConf.set_struct(cfg, True)
+    if model in recipes:
+        try:
+            cfg = OmegaConf.merge(cfg, recipes[model])
+        except OmegaConfBaseException as exc:
+            raise NnzooError(f"data config '{data}': recipes.{model} sets a key the {model} config does not "
+                             f"have ({str(exc).splitlines()[0]}); fix {config_path('data', data)}") from None
     return apply_overrides(cfg, overrides)
 
 

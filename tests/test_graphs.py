@@ -62,15 +62,16 @@ def test_reverse_edges_double_the_edges_and_stay_sorted_by_target():
     assert torch.all(g.edge_index[1][1:] >= g.edge_index[1][:-1])
     assert torch.equal(torch.bincount(g.edge_index[1], minlength=g.x.shape[0]), g.in_degree)
     assert int(g.edge_dir.sum()) == 4 * 1120
-    # every weight is stored once; each edge (forward or reversed) points at its own weight
-    assert g.weight_attr.shape[0] == 4 * 1120
-    assert torch.equal(g.weight_attr[g.edge_weight_row], g.edge_attr)
-    assert torch.equal(torch.bincount(g.edge_weight_row), torch.full((4 * 1120,), 2))
+    # the reversed copy of an edge carries the same feature
+    forward, backward = g.edge_dir == 0, g.edge_dir == 1
+    assert torch.equal(g.edge_attr[forward].sort(0).values, g.edge_attr[backward].sort(0).values)
 
 
-def test_shared_weight_rows_in_mixed_batches():
-    specs = [siren_spec(), mlp_spec([2, 4, 3, 1])]
-    params = [random_params(specs[0], 3), random_params(specs[1], 2, seed=1)]
-    for reverse in (False, True):
-        g = batch_to_graph(specs, params, reverse_edges=reverse)
-        assert torch.equal(g.weight_attr[g.edge_weight_row], g.edge_attr)
+def test_linear_edges_are_flagged_in_cnn_graphs():
+    from nnzoo.nets.spec import LayerSpec, NetworkSpec
+    spec = NetworkSpec((LayerSpec("conv", 1, 4, (3, 3), activation="relu"), LayerSpec("linear", 4, 3)))
+    g = batch_to_graph([spec], [random_params(spec, 2)], edge_kernel=(3, 3))
+    assert int(g.edge_linear.sum()) == 2 * 4 * 3 and int((~g.edge_linear).sum()) == 2 * 1 * 4
+    assert torch.all(g.edge_layer[g.edge_linear] == 1)
+
+

@@ -1,16 +1,24 @@
-"""Weight-space augmentations (DWSNets / Neural Graphs INR recipe), vectorised per mini-batch.
+"""Weight-space augmentations of the reference recipes (DWSNets / Neural Graphs), vectorised per mini-batch.
 
-Geometric ones act on the first layer of a coordinate network and change the
-*function* in a known way: for ``f(x) = g(W1 x + b1)``
+INR recipe (``INRDataset._augment`` of DWSNets and Neural Graphs), in the
+reference's order, on raw weights (``W`` in PyTorch ``(out, in)`` layout):
 
-* translation by ``t``: ``b1 <- b1 + W1 t``  (``f(x + t)``),
-* rotation by ``R``:    ``W1 <- W1 R``       (``f(R x)``),
-* scaling by ``s``:     ``W1 <- s W1``       (``f(s x)``).
+1. translation: ``t ~ U(-translate, translate)^{n_in}`` and a layer ``k ~ U{1..L-1}``;
+   ``W_{k-1} ... W_1 W_0 t`` is added to the bias of layer ``k - 1``.  For ``k = 1``
+   that is an exact input translation ``f(x + t)``; for deeper ``k`` the
+   reference ignores the non-linearities (``exact_translation`` keeps ``k = 1``);
+2. rotation of the first layer: ``W_0 <- W_0 R^T`` with an angle ``U(-rotate, rotate)``
+   degrees (2-D inputs), i.e. ``f(R^T x + ...)``;
+3. ``shift``: the reference's "noise", a *deterministic* ``+ shift * std(tensor)``
+   added to every weight tensor and to every bias with more than one entry;
+4. ``noise``: Gaussian noise ``noise * std(tensor)`` on the same tensors (the CNN-zoo
+   recipe uses it; real noise, unlike ``shift``);
+5. ``dropout``: each weight and bias entry is zeroed with probability ``p`` and the
+   survivors are scaled by ``1 / (1 - p)`` (``F.dropout``);
+6. scaling of the first layer: ``W_0 <- s W_0``, ``s ~ U(1 - scale, 1 + scale)``.
 
-Generic ones act on every tensor: Gaussian noise relative to the tensor's own
-std (real noise, not the deterministic ``+0.1 std`` shift of the original
-code) and entrywise dropout.  All draw from torch's global RNG, so
-``seed_everything`` makes them reproducible.
+BatchNorm tensors are left alone.  Everything draws from torch's global RNG, so
+``seed_everything`` makes it reproducible.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import torch
 from torch import Tensor
 
 from nnzoo.data.weights import WeightBatch
+from nnzoo.nets.functional import unflatten
 from nnzoo.nets.spec import NetworkSpec
 
 
@@ -31,13 +40,15 @@ class WeightAugment:
 
     translate: float = 0.0  # max |t| per input coordinate
     rotate: float = 0.0  # max angle in degrees (2-D inputs only)
-    scale: float = 0.0  # W1 scaled by U(1 - scale, 1 + scale)
+    scale: float = 0.0  # W0 scaled by U(1 - scale, 1 + scale)
+    shift: float = 0.0  # deterministic + shift * std per tensor (the reference INR "noise")
     noise: float = 0.0  # Gaussian noise std, relative to each tensor's std
-    dropout: float = 0.0  # probability of zeroing each weight
+    dropout: float = 0.0  # probability of zeroing each weight/bias (survivors scaled by 1 / (1 - p))
+    exact_translation: bool = False  # translate through the first layer only (k = 1 always)
 
     @property
     def active(self) -> bool:
-        return any(v > 0 for v in (self.translate, self.rotate, self.scale, self.noise, self.dropout))
+        return any(v > 0 for v in (self.translate, self.rotate, self.scale, self.shift, self.noise, self.dropout))
 
     def __call__(self, batch: WeightBatch) -> WeightBatch:
         if not self.active:
@@ -48,28 +59,44 @@ class WeightAugment:
         """Augmented copy of ``(B, P)`` parameters of architecture ``spec``."""
         params = params.clone()
         b = params.shape[0]
-        first = spec.layers[0]
-        w_slot, b_slot = spec.slot(0, "weight"), spec.slot(0, "bias")
-        if first.kind == "linear" and w_slot is not None:
-            w1 = params[:, w_slot.start:w_slot.end].view(b, first.out_features, first.in_features)
-            if self.rotate > 0 and first.in_features == 2:
-                angle = (torch.rand(b) * 2 - 1) * math.radians(self.rotate)
-                cos, sin = torch.cos(angle), torch.sin(angle)
-                rot = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], 1)  # (B, 2, 2)
-                w1.copy_(torch.bmm(w1, rot.to(w1)))
-            if self.scale > 0:
-                w1.mul_((1 + (torch.rand(b, 1, 1) * 2 - 1) * self.scale).to(w1))
-            if self.translate > 0 and b_slot is not None:
-                shift = ((torch.rand(b, first.in_features, 1) * 2 - 1) * self.translate).to(w1)
-                params[:, b_slot.start:b_slot.end] += torch.bmm(w1, shift).squeeze(-1)
-        if self.noise > 0 or self.dropout > 0:
-            for s in spec.slots:
-                if s.role not in ("weight", "bias"):  # leave BatchNorm statistics alone
-                    continue
-                block = params[:, s.start:s.end]
+        layers = unflatten(params, spec)  # views into params: in-place edits below change it
+        coordinate_mlp = all(layer.kind == "linear" for layer in spec.layers)
+        if coordinate_mlp and self.translate > 0 and "bias" in layers[0]:
+            self._translate(spec, layers)
+        w0 = layers[0]["weight"]
+        if coordinate_mlp and self.rotate > 0 and spec.num_inputs == 2:
+            angle = (torch.rand(b) * 2 - 1) * math.radians(self.rotate)
+            cos, sin = torch.cos(angle), torch.sin(angle)
+            rot = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], 1).to(w0)  # (B, 2, 2)
+            w0.copy_(torch.bmm(w0, rot.transpose(1, 2)))
+        for s in spec.slots:
+            if s.role not in ("weight", "bias"):  # leave BatchNorm tensors alone
+                continue
+            block = params[:, s.start:s.end]
+            if (self.shift > 0 or self.noise > 0) and (s.role == "weight" or s.numel > 1):
+                std = block.std(dim=1, keepdim=True)
+                if self.shift > 0:
+                    block += std * self.shift
                 if self.noise > 0:
-                    std = block.std(dim=1, keepdim=True) if block.shape[1] > 1 else block.abs()
                     block += torch.randn_like(block) * std * self.noise
-                if self.dropout > 0:
-                    block *= (torch.rand_like(block) >= self.dropout).to(block)
+            if self.dropout > 0:
+                block *= (torch.rand_like(block) >= self.dropout).to(block) / (1 - self.dropout)
+        if coordinate_mlp and self.scale > 0:
+            w0.mul_((1 + (torch.rand(b, 1, 1) * 2 - 1) * self.scale).to(w0))
         return params
+
+    def _translate(self, spec: NetworkSpec, layers: list[dict[str, Tensor]]) -> None:
+        """Add ``W_{k-1} ... W_0 t`` to the bias of layer ``k - 1``, ``k`` drawn per network (reference)."""
+        b = layers[0]["weight"].shape[0]
+        t = ((torch.rand(b, spec.num_inputs) * 2 - 1) * self.translate).to(layers[0]["weight"])
+        deepest = 1 if self.exact_translation else max(spec.num_layers - 1, 1)
+        order = torch.randint(1, deepest + 1, (b,))
+        shift = t
+        updates = []
+        for k in range(1, deepest + 1):  # computed from the un-augmented weights, like the reference
+            shift = torch.bmm(layers[k - 1]["weight"], shift.unsqueeze(-1)).squeeze(-1)
+            updates.append(shift)
+        for k, update in enumerate(updates, start=1):
+            chosen = (order == k).to(update).unsqueeze(-1)
+            if "bias" in layers[k - 1]:
+                layers[k - 1]["bias"].add_(update * chosen)

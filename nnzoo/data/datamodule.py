@@ -8,6 +8,7 @@ augmentation and loaders live here once.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,8 @@ class WeightDataModule(L.LightningDataModule):
         try:
             self.augment = WeightAugment(**(augment or {}))
         except TypeError as exc:
-            raise NnzooError(f"bad data.augment option ({exc}); known: translate, rotate, scale, noise, "
-                             "dropout") from None
+            known = ", ".join(f.name for f in fields(WeightAugment))
+            raise NnzooError(f"bad data.augment option ({exc}); known: {known}") from None
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else cache_home()
         self._splits: dict[str, WeightDataset] | None = None
         self._info: DataInfo | None = None

@@ -19,7 +19,7 @@ from nnzoo.graphs.template import GraphTemplate, graph_template, template_on
 from nnzoo.nets.spec import NetworkSpec
 
 _PER_NODE = ("node_group", "node_kind", "node_pos", "node_act", "in_degree")
-_PER_EDGE = ("edge_layer", "edge_kind", "edge_dir")
+_PER_EDGE = ("edge_layer", "edge_kind", "edge_dir", "edge_linear")
 
 
 def _padded(params: Tensor) -> Tensor:
@@ -39,24 +39,17 @@ def batch_to_graph(specs: Sequence[NetworkSpec], params: Sequence[Tensor],
     the result carries the template's per-node/per-edge ids and
     ``output_index`` ``(num_graphs, num_outputs)``, the node ids of every
     graph's output neurons (used by the concatenating readout).  Edges stay
-    sorted by target node, as in the templates.  ``weight_attr`` holds each
-    distinct edge feature once and ``edge_weight_row`` maps edges to its rows
-    (``edge_attr == weight_attr[edge_weight_row]``): with reversed edges, an
-    encoder run on ``weight_attr`` does half the work.
+    sorted by target node, as in the templates.
     """
-    xs, eis, eas, batches, outs, weights, rows = [], [], [], [], [], [], []
+    xs, eis, eas, batches, outs = [], [], [], [], []
     extra: dict[str, list[Tensor]] = {k: [] for k in _PER_NODE + _PER_EDGE}
-    node_offset, graph_offset, weight_offset = 0, 0, 0
+    node_offset, graph_offset = 0, 0
     for spec, p in zip(specs, params):
         t: GraphTemplate = template_on(spec, edge_kernel, node_roles, reverse_edges, p.device)
         b, n = p.shape[0], t.num_nodes
         padded = _padded(p)
         xs.append(padded[:, t.node_feature_index].reshape(b * n, -1))
         eas.append(padded[:, t.edge_feature_index].reshape(b * t.num_edges, -1))
-        weights.append(padded[:, t.weight_feature_index].reshape(b * len(t.weight_feature_index), -1))
-        rows.append((t.edge_weight_row.unsqueeze(0) + weight_offset
-                     + torch.arange(b, device=p.device).unsqueeze(1) * len(t.weight_feature_index)).reshape(-1))
-        weight_offset += b * len(t.weight_feature_index)
         shift = node_offset + torch.arange(b, device=p.device) * n  # first node id of each graph
         eis.append((t.edge_index.unsqueeze(1) + shift.view(1, b, 1)).reshape(2, -1))
         batches.append(torch.arange(graph_offset, graph_offset + b, device=p.device).repeat_interleave(n))
@@ -67,7 +60,6 @@ def batch_to_graph(specs: Sequence[NetworkSpec], params: Sequence[Tensor],
         graph_offset += b
     graph = Data(x=torch.cat(xs), edge_index=torch.cat(eis, dim=1), edge_attr=torch.cat(eas),
                  batch=torch.cat(batches), output_index=torch.cat(outs),
-                 weight_attr=torch.cat(weights), edge_weight_row=torch.cat(rows),
                  **{k: torch.cat(v) for k, v in extra.items()})
     graph.num_graphs = graph_offset
     return graph

@@ -57,8 +57,7 @@ class GraphTemplate:
     edge_dir: Tensor  # (E,) 0 = along the network's data flow, 1 = reversed copy
     in_degree: Tensor  # (N,) incoming edges per node (segment lengths, edges sorted by target)
     output_nodes: Tensor  # (num_outputs,) node ids of the output neurons, in order
-    weight_feature_index: Tensor  # (U, edge_dim) each distinct edge feature once (no reversed copies)
-    edge_weight_row: Tensor  # (E,) row of weight_feature_index that edge e carries
+    edge_linear: Tensor  # (E,) True where the edge carries a dense (linear-layer) weight, not a kernel
 
     @property
     def num_edges(self) -> int:
@@ -70,7 +69,7 @@ class GraphTemplate:
 
 _TENSOR_FIELDS = ("edge_index", "node_feature_index", "edge_feature_index", "node_group", "node_kind",
                   "node_pos", "node_act", "edge_layer", "edge_kind", "edge_dir", "in_degree", "output_nodes",
-                  "weight_feature_index", "edge_weight_row")
+                  "edge_linear")
 
 
 def _edges_of_layer(spec: NetworkSpec, layer_index: int, src_offset: int, dst_offset: int,
@@ -136,13 +135,14 @@ def graph_template(spec: NetworkSpec, edge_kernel: tuple[int, int] = (1, 1),
     output_nodes = torch.arange(offsets[last], offsets[last + 1])
     node_pos[output_nodes] = torch.arange(widths[-1]) - widths[-1]
 
-    edges, features, layers, kinds = [], [], [], []
+    edges, features, layers, kinds, linear = [], [], [], [], []
     for layer_index in range(spec.num_layers):
         e, f = _edges_of_layer(spec, layer_index, offsets[layer_index], offsets[layer_index + 1], edge_kernel)
         edges.append(e)
         features.append(f)
         layers.append(torch.full((e.shape[1],), layer_index))
         kinds.append(torch.full((e.shape[1],), EDGE_KIND_WEIGHT))
+        linear.append(torch.full((e.shape[1],), spec.layers[layer_index].kind == "linear"))
     centre = (edge_kernel[0] // 2) * edge_kernel[1] + edge_kernel[1] // 2
     for src_group, dst_group in spec.residuals:
         k = torch.arange(min(widths[src_group], widths[dst_group]))
@@ -152,15 +152,15 @@ def graph_template(spec: NetworkSpec, edge_kernel: tuple[int, int] = (1, 1),
         features.append(f)
         layers.append(torch.full((len(k),), dst_group - 1))
         kinds.append(torch.full((len(k),), EDGE_KIND_RESIDUAL))
+        linear.append(torch.zeros(len(k), dtype=torch.bool))
 
     edge_index, edge_feature = torch.cat(edges, dim=1), torch.cat(features)
-    edge_layer, edge_kind = torch.cat(layers), torch.cat(kinds)
+    edge_layer, edge_kind, edge_linear = torch.cat(layers), torch.cat(kinds), torch.cat(linear)
     edge_dir = torch.zeros(edge_index.shape[1], dtype=torch.long)
-    weight_feature_index, edge_weight_row = edge_feature, torch.arange(edge_index.shape[1])
     if reverse_edges:
-        edge_weight_row = edge_weight_row.repeat(2)
         edge_index = torch.cat([edge_index, edge_index.flip(0)], dim=1)
         edge_feature, edge_layer, edge_kind = edge_feature.repeat(2, 1), edge_layer.repeat(2), edge_kind.repeat(2)
+        edge_linear = edge_linear.repeat(2)
         edge_dir = torch.cat([edge_dir, torch.ones_like(edge_dir)])
     order = torch.sort(edge_index[1], stable=True).indices  # sorted by target: segment reductions
     return GraphTemplate(
@@ -177,8 +177,7 @@ def graph_template(spec: NetworkSpec, edge_kernel: tuple[int, int] = (1, 1),
         edge_dir=edge_dir[order],
         in_degree=torch.bincount(edge_index[1], minlength=num_nodes),
         output_nodes=output_nodes,
-        weight_feature_index=weight_feature_index,
-        edge_weight_row=edge_weight_row[order],
+        edge_linear=edge_linear[order],
     )
 
 

@@ -12,8 +12,9 @@ class FourierFeatures(nn.Module):
     """Random Gaussian Fourier features ``[cos(2 pi B x), sin(2 pi B x)]`` (Tancik et al. 2020).
 
     Raw weights are tiny scalars whose exact values matter; a fixed random
-    sinusoidal lift lets a linear layer separate nearby values.  ``B`` is a
-    buffer, so it is saved with the model.
+    sinusoidal lift lets a linear layer separate nearby values.  ``B ~ N(0, sigma^2)``
+    is a buffer, so it is saved with the model (the ``rff`` GaussianEncoding of
+    the reference).
     """
 
     def __init__(self, in_dim: int, num_frequencies: int = 128, sigma: float = 3.0) -> None:
@@ -22,18 +23,27 @@ class FourierFeatures(nn.Module):
         self.out_dim = 2 * num_frequencies
 
     def forward(self, x: Tensor) -> Tensor:
-        proj = 2 * math.pi * x @ self.frequencies.t()
+        proj = 2 * math.pi * x @ self.frequencies.t().to(x.dtype)
         return torch.cat([proj.cos(), proj.sin()], dim=-1)
 
 
 class FeatureEncoder(nn.Module):
-    """Scalar (or small vector) feature -> ``out_dim``: optional Fourier lift, then a 2-layer MLP."""
+    """Raw feature -> ``out_dim``: optional Fourier lift, then ``Linear`` (+ ``(layers - 1)`` x SiLU, Linear).
 
-    def __init__(self, in_dim: int, out_dim: int, fourier_features: int = 0, sigma: float = 3.0) -> None:
+    ``layers=1`` is the Neural Graphs default (``input_layers: 1``); the second
+    linear map of the reference (``proj_{node,edge}_in``) belongs to the caller,
+    because probe features are added between the two.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, fourier_features: int = 0, sigma: float = 3.0,
+                 layers: int = 1) -> None:
         super().__init__()
         self.fourier = FourierFeatures(in_dim, fourier_features, sigma) if fourier_features > 0 else None
         lifted = self.fourier.out_dim if self.fourier is not None else in_dim
-        self.mlp = nn.Sequential(nn.Linear(lifted, out_dim), nn.SiLU(), nn.Linear(out_dim, out_dim))
+        modules: list[nn.Module] = [nn.Linear(lifted, out_dim)]
+        for _ in range(layers - 1):
+            modules += [nn.SiLU(), nn.Linear(out_dim, out_dim)]
+        self.mlp = nn.Sequential(*modules)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.mlp(self.fourier(x) if self.fourier is not None else x)
@@ -50,7 +60,7 @@ class NodePositionEmbedding(nn.Module):
 
     def __init__(self, num_slots: int, dim: int) -> None:
         super().__init__()
-        self.table = nn.Embedding(num_slots, dim)
+        self.table = nn.Embedding(num_slots, dim)  # N(0, 1) init, as the reference's torch.randn table
 
     def forward(self, node_pos: Tensor) -> Tensor:
         return self.table(torch.where(node_pos < 0, node_pos + self.table.num_embeddings, node_pos))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -28,7 +29,7 @@ def aggregate(messages: Tensor, in_degree: Tensor, aggregators: Sequence[str]) -
         out["mean"] = out["sum"] / count
         if "std" in aggregators:
             mean_sq = torch.segment_reduce(messages * messages, "sum", lengths=lengths, unsafe=True) / count
-            out["std"] = (mean_sq - out["mean"].pow(2)).clamp_min(0.0).add(1e-5).sqrt()
+            out["std"] = (mean_sq - out["mean"].pow(2)).clamp_min(1e-5).sqrt()  # PyG 2.3 (the reference's)
     for name in ("min", "max"):
         if name in aggregators:
             reduced = torch.segment_reduce(messages, name, lengths=lengths, unsafe=True)
@@ -37,8 +38,19 @@ def aggregate(messages: Tensor, in_degree: Tensor, aggregators: Sequence[str]) -
 
 
 def log_degree(in_degree: Tensor) -> Tensor:
-    """``log(in_degree + 1)`` per node, ``(N, 1)``: the input of PNA's degree scalers."""
+    """``log(in_degree + 1)`` per node, ``(N, 1)``: the input of PNA's degree scalers (as PyG 2.3)."""
     return in_degree.float().add(1.0).log().unsqueeze(-1)
+
+
+def mean_log_degree(in_degrees: list[Tensor]) -> float:
+    """PNA's ``delta``: mean ``log(d + 1)`` over the nodes of the given degree vectors (zeros included).
+
+    Neural Graphs builds it from the forward-edge in-degrees of the layout even
+    when reversed edges are added, and PyG's histogram counts ``log(0 + 1) = 0``
+    for nodes without incoming edges; both are kept.
+    """
+    degrees = torch.cat(in_degrees).double()
+    return float(degrees.add(1.0).log().mean())
 
 
 class FiLMPNAConv(nn.Module):
@@ -84,22 +96,27 @@ class FiLMPNAConv(nn.Module):
             elif name == "amplification":
                 scaled.append(agg * (log_deg / self.avg_log_degree))
             else:
-                scaled.append(agg * (self.avg_log_degree / log_deg.clamp_min(1e-6)))
+                scaled.append(agg * (self.avg_log_degree / log_deg.clamp_min(math.log(2.0))))  # degree >= 1
         return self.lin(self.post(torch.cat([x, *scaled], dim=-1)))
 
 
 class EdgeUpdate(nn.Module):
-    """``e_ij <- e_ij + MLP(e_ij, x_i, x_j)``: edges (weights) get context from their endpoints."""
+    """``e_ij <- W act(A e_ij + B x_i + C x_j)``: edges (weights) are recomputed from their endpoints.
 
-    def __init__(self, dim: int, edge_dim: int) -> None:
+    As in NG-GNN the new edge feature *replaces* the old one (no residual);
+    ``residual=True`` adds it instead.
+    """
+
+    def __init__(self, dim: int, edge_dim: int, residual: bool = False) -> None:
         super().__init__()
+        self.residual = residual
         self.lin_edge = nn.Linear(edge_dim, edge_dim)
-        self.lin_source = nn.Linear(dim, edge_dim, bias=False)
-        self.lin_target = nn.Linear(dim, edge_dim, bias=False)
+        self.lin_source = nn.Linear(dim, edge_dim)
+        self.lin_target = nn.Linear(dim, edge_dim)
         self.out = nn.Sequential(nn.SiLU(), nn.Linear(edge_dim, edge_dim))
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> Tensor:
         src, dst = edge_index
         hidden = self.lin_edge(edge_attr) + self.lin_source(x).index_select(0, src) \
             + self.lin_target(x).index_select(0, dst)
-        return edge_attr + self.out(hidden)
+        return edge_attr + self.out(hidden) if self.residual else self.out(hidden)

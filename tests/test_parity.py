@@ -1,0 +1,103 @@
+"""The default graph models are the reference models: sizes, and building blocks checked against
+independent definitions (PyG's own layers, the reference's formulas written out naively)."""
+
+import math
+
+import pytest
+import torch
+from torch_geometric.nn import LayerNorm as PygLayerNorm
+from torch_geometric.nn.aggr import DegreeScalerAggregation
+
+from nnzoo.config import model_options
+from nnzoo.data.weights import DataInfo
+from nnzoo.graphs import graph_template
+from nnzoo.models import count_parameters, create_model
+from nnzoo.models.gnn import forward_log_degree
+from nnzoo.models.layers.graph_input import with_direction
+from nnzoo.models.layers.norm import GraphLayerNorm
+from nnzoo.models.layers.pna import aggregate, log_degree
+from nnzoo.models.layers.relational_attention import RelationalAttention
+from nnzoo.nets import siren_spec
+
+MNIST_INR = DataInfo("mnist_inr", "classification", 10, (siren_spec(),), {})
+
+REFERENCE_COUNTS = {  # mkofinas/neural-graphs on MNIST INRs (2-32-32-1), 10 classes
+    ("gnn", 0): 92_010, ("gnn", 64): 100_714,
+    ("transformer", 0): 376_586, ("transformer", 64): 393_866,
+}
+
+
+@pytest.mark.parametrize("name, probes", REFERENCE_COUNTS)
+def test_default_models_have_the_reference_parameter_count(name, probes):
+    model = create_model(name, MNIST_INR, **{**model_options(name), "probes": probes})
+    assert count_parameters(model) == REFERENCE_COUNTS[name, probes]
+
+
+def test_graph_layernorm_is_the_reference_norm_applied_to_each_network():
+    """The reference calls PyG ``LayerNorm(mode="graph")`` without a batch vector; on a batch of one network
+    that is exactly per-network normalisation, which nnzoo applies to every network of a batch."""
+    torch.manual_seed(0)
+    sizes = torch.tensor([5, 9, 3])
+    x = torch.randn(int(sizes.sum()), 8) * 3 + 1
+    ours = GraphLayerNorm(8)
+    ours.weight.data.uniform_(0.5, 2)
+    ours.bias.data.normal_()
+    pyg = PygLayerNorm(8, mode="graph")
+    pyg.weight.data.copy_(ours.weight.data)
+    pyg.bias.data.copy_(ours.bias.data)
+    expected = torch.cat([pyg(part) for part in x.split(sizes.tolist())])
+    torch.testing.assert_close(ours(x, sizes), expected, atol=1e-6, rtol=1e-6)
+    # and unlike the reference on a whole batch, one network's output does not depend on the others
+    assert not torch.allclose(pyg(x)[:5], expected[:5], atol=1e-3)
+
+
+def test_pna_aggregation_and_scalers_match_pyg_with_the_forward_degree_histogram():
+    """Aggregators {mean, min, max, std} x scalers {identity, amplification} as PyG's PNAConv computes them,
+    with the degree histogram the reference builds from the layout's forward edges.  (PyG >= 2.5 also zeroes
+    std <= sqrt(1e-5); the reference ran PyG 2.3, which does not: messages here keep every std above it.)"""
+    spec = siren_spec()
+    template = graph_template(spec, reverse_edges=True)  # messages flow both ways ...
+    forward = graph_template(spec).in_degree  # ... but the histogram counts forward edges (reference)
+    torch.manual_seed(1)
+    messages = torch.randn(template.num_edges, 4)
+    ours = aggregate(messages, template.in_degree, ("mean", "min", "max", "std"))
+    log_deg = log_degree(template.in_degree)
+    ours = torch.cat([ours, ours * log_deg / forward_log_degree(DataInfo("t", "classification", 10, (spec,)))], -1)
+    histogram = torch.bincount(forward)
+    pyg = DegreeScalerAggregation(["mean", "min", "max", "std"], ["identity", "amplification"], histogram)
+    reference = pyg(messages, template.edge_index[1], dim_size=template.num_nodes)
+    torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)
+    # PyG 2.3's std is sqrt(max(var, 1e-5)): a node whose messages vary by less keeps exactly sqrt(1e-5)
+    tiny = torch.tensor([[1.0], [1.002], [0.998], [1.0]])  # variance 2e-6
+    std = aggregate(tiny, torch.tensor([4]), ("std",))
+    torch.testing.assert_close(std, torch.tensor([[math.sqrt(1e-5)]]))
+
+
+def test_reversed_edges_carry_direction_in_the_raw_feature():
+    w = torch.tensor([[0.5], [-2.0]])
+    out = with_direction(w, torch.tensor([0, 1]))
+    assert out.tolist() == [[0.5, 0.0, 0.5], [0.0, -2.0, -2.0]]  # [W, W^T, W + W^T] at (i, j) and (j, i)
+
+
+def test_relational_attention_is_the_reference_formula():
+    """q_ij = q_i + Q e_ij, k_ij = k_j + K e_ij (edge-edge term included), v_ij = v_j * M e_ij + V e_ij,
+    softmax over j with scale 1/sqrt(d_attn), per head; written out naively here."""
+    torch.manual_seed(2)
+    b, n, d_node, d_edge, d_attn, h = 2, 5, 12, 6, 16, 4
+    attn = RelationalAttention(d_node, d_edge, d_attn, h, modulate_v=True)
+    x, e = torch.randn(b, n, d_node), torch.randn(b, n, n, d_edge)
+    dh = d_attn // h
+    qkv = (x @ attn.node_qkv.weight.t()).view(b, n, h, 3, dh)
+    q, k, v = qkv[..., 0, :], qkv[..., 1, :], qkv[..., 2, :]
+    edge = (e @ attn.edge_qkv.weight.t()).view(b, n, n, h, 4, dh)
+    out = torch.zeros(b, n, h, dh)
+    for bi in range(b):
+        for i in range(n):
+            for hi in range(h):
+                logits = torch.stack([(q[bi, i, hi] + edge[bi, i, j, hi, 0]) @ (k[bi, j, hi] + edge[bi, i, j, hi, 1])
+                                      for j in range(n)]) / math.sqrt(d_attn)
+                weights = logits.softmax(0)
+                values = torch.stack([v[bi, j, hi] * edge[bi, i, j, hi, 3] + edge[bi, i, j, hi, 2] for j in range(n)])
+                out[bi, i, hi] = weights @ values
+    expected = attn.out(out.reshape(b, n, d_attn))
+    torch.testing.assert_close(attn(x, e, None), expected, atol=1e-5, rtol=1e-5)
