@@ -5,8 +5,9 @@
     nnzoo build --data mnist_inr [data.build.size=5000]
     nnzoo benchmark quick [--out DIR] [key=value ...]
     nnzoo predict --checkpoint gnn-mnist_inr path/to/inr.pth
+    nnzoo inr fit digit.png -o digit.pth [--invert] [--steps N] [--psnr-target DB] [--seed S] [--force]
     nnzoo export runs/mnist_inr-gnn/version_0 --name gnn-mnist_inr
-    nnzoo list [models|data|checkpoints|configs]
+    nnzoo list [models|data|checkpoints|configs] [--details]
     nnzoo config --model gnn --data mnist_inr [key=value ...]
 
 ``model=NAME``, ``data=NAME`` and ``trainer=NAME`` are accepted as positional
@@ -126,6 +127,52 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+INR_SUFFIXES = (".pth", ".pt")
+
+
+def _inr_outputs(images: list[Path], output: Path) -> list[Path]:
+    """Where ``nnzoo inr fit`` writes each INR: ``-o OUT.pth`` for one image, else ``FOLDER/<stem>.pth``."""
+    if output.suffix in INR_SUFFIXES and not output.is_dir():
+        if len(images) > 1:
+            raise NnzooError(f"-o {output} names one file but {len(images)} images were given; "
+                             "pass a folder (-o FOLDER) to write FOLDER/<image name>.pth for each")
+        return [output]
+    if output.exists() and not output.is_dir():
+        raise NnzooError(f"-o {output} is an existing file, not a folder; end it in .pth for one image "
+                         "or name a folder")
+    targets = [output / f"{image.stem}.pth" for image in images]
+    clash = next((t for i, t in enumerate(targets) if t in targets[:i]), None)
+    if clash is not None:
+        raise NnzooError(f"two images would both be written to {clash}; rename one or fit them separately")
+    return targets
+
+
+def cmd_inr_fit(args: argparse.Namespace) -> int:
+    from nnzoo.data.siren_fit import border_mean, fit_images
+    from nnzoo.progress import console as stderr
+    from nnzoo.progress import progress_bar
+    images = [Path(f) for f in args.images]
+    targets = _inr_outputs(images, Path(args.output))
+    existing = next((t for t in targets if t.exists()), None)
+    if existing is not None and not args.force:
+        raise NnzooError(f"{existing} already exists; pass --force to overwrite it or choose another -o")
+    with progress_bar(len(images), "fitting SIRENs") as advance:
+        fits = fit_images(images, invert=args.invert, steps=args.steps, psnr_target=args.psnr_target,
+                          seed=args.seed, progress=advance)
+    for image, target, fit in zip(images, targets, fits):
+        fit.save(target)
+        console.print(f"{image} -> {target}: {fit.psnr:.1f} dB after {fit.steps} steps", markup=False,
+                      highlight=False, soft_wrap=True)
+        if fit.psnr_target is not None and fit.psnr < fit.psnr_target:
+            stderr.print(f"warning: {image} reached only {fit.psnr:.1f} dB (target {fit.psnr_target:g}); "
+                         "try more --steps", markup=False, highlight=False, soft_wrap=True)
+        if border_mean(fit.image) > 0.5:
+            stderr.print(f"warning: {image} has a bright border; MNIST INRs are white strokes on black, "
+                         f"{'drop' if args.invert else 'pass'} --invert if this is a dark drawing on light paper",
+                         markup=False, highlight=False, soft_wrap=True)
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     console.print(OmegaConf.to_yaml(_compose(args)), markup=False, highlight=False)
     return 0
@@ -159,9 +206,11 @@ def cmd_list(args: argparse.Namespace) -> int:
         table = Table(title="pretrained checkpoints (checkpoints/manifest.json)")
         for col in ("name", "model", "data", "params", "result", "nnzoo"):
             table.add_column(col)
-        for e in list_pretrained():
+        entries = list_pretrained()
+        for e in entries:
             table.add_row(e.name, e.model, e.data, f"{e.num_parameters:,}", e.headline, e.nnzoo_version)
         console.print(table)
+        _print_conventions(entries, args.details)
     if what in ("all", "configs"):
         from nnzoo.benchmark import suites_folder
         table = Table(title="configs")
@@ -172,6 +221,37 @@ def cmd_list(args: argparse.Namespace) -> int:
         table.add_row("benchmarks (suites)", ", ".join(sorted(p.stem for p in suites_folder().glob("*.yaml"))))
         console.print(table)
     return 0
+
+
+def _print_conventions(entries: list, details: bool) -> None:
+    """The input each checkpoint expects: one line per entry, or the full cards with ``--details``."""
+    from nnzoo.zoo import format_convention
+    say = dict(markup=False, highlight=False, soft_wrap=True)  # cards hold brackets and long lines
+    console.print("input conventions" + ("" if details else " (full cards: nnzoo list checkpoints --details)") + ":",
+                  **say)
+    for e in entries:
+        console.print(f"  {e.name}: {e.convention_summary}", **say)
+        if details and e.input_convention:
+            console.print("\n".join(format_convention(e.input_convention, indent="      ")), **say)
+
+
+def _predict_epilog() -> str:
+    """The INR input convention, for ``nnzoo predict --help`` (from the same card the manifest stores)."""
+    from nnzoo.data.weights import DataInfo
+    from nnzoo.nets.spec import siren_spec
+    from nnzoo.zoo import format_convention, input_convention
+    card = input_convention(DataInfo("mnist_inr", "classification", 10, (siren_spec(),)))
+    return "\n".join(["input convention of the mnist_inr checkpoints (gnn-mnist_inr, ...):",
+                      *format_convention({k: v for k, v in card.items() if k != "target"}),
+                      "every checkpoint's card (CNNs included): nnzoo list checkpoints --details"])
+
+
+def _inr_fit_epilog() -> str:
+    from nnzoo.data.builders.inr import InrBuildConfig
+    r = InrBuildConfig()
+    return (f"Defaults are the recipe of the built mnist_inr data: at most {r.steps} Adam steps (lr {r.lr:g}), "
+            f"stopping at {r.psnr_target:g} dB, '{r.init}' initialisation. Python: "
+            "nnzoo.data.siren_fit.fit_image(path_or_array).save('digit.pth').")
 
 
 def _param_count(name: str) -> int:
@@ -199,8 +279,18 @@ def _print_metrics(metrics: dict[str, Any], title: str) -> None:
     console.print(table)
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose epilog may be a function, called only when the help is shown: the
+    cards in ``nnzoo predict --help`` need torch and lightning, which building the parser must not import."""
+
+    def format_help(self) -> str:
+        if callable(self.epilog):
+            self.epilog = self.epilog()
+        return super().format_help()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nnzoo", description="Learning on neural-network weights.")
+    parser = _Parser(prog="nnzoo", description="Learning on neural-network weights.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_selection(p: argparse.ArgumentParser) -> None:
@@ -230,12 +320,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default benchmarks/results/<suite>)")
     p.add_argument("overrides", nargs="*", help="overrides applied to every cell, e.g. trainer.max_epochs=2")
     p.set_defaults(func=cmd_benchmark)
-    p = sub.add_parser("predict", help="apply a pretrained checkpoint to your own networks (.pth state dicts)")
+    p = sub.add_parser("predict", help="apply a pretrained checkpoint to your own networks (.pth state dicts)",
+                       epilog=_predict_epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True,
                    help="pretrained name (nnzoo list checkpoints), an exported .pt or a run's .ckpt")
     p.add_argument("--activation", help="activation of the networks, when the checkpoint's data mixes them")
     p.add_argument("files", nargs="+", help="state dicts of networks with the checkpoint's architecture")
     p.set_defaults(func=cmd_predict)
+    p = sub.add_parser("inr", help="make INRs of your own images (nnzoo inr fit)")
+    inr = p.add_subparsers(dest="inr_command", required=True)
+    p = inr.add_parser("fit", help="fit a SIREN to each image, in the convention of the mnist_inr checkpoints",
+                       description="Fit one SIREN (2-32-32-1, sine, w0 = 30, output + 0.5) per image on the public "
+                                   "coordinate grid and save its state dict (seq.{i}.{weight,bias}) for "
+                                   "`nnzoo predict --checkpoint gnn-mnist_inr OUT.pth`. Images are converted to "
+                                   "grayscale, padded to a square and resized to 28x28. MNIST digits are white "
+                                   "strokes on black: pass --invert for a dark drawing on light paper.",
+                       epilog=_inr_fit_epilog)
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG/JPEG files (white digit on black)")
+    p.add_argument("-o", "--output", required=True,
+                   help="OUT.pth for one image, or a folder: FOLDER/<image name>.pth for each")
+    p.add_argument("--invert", action="store_true", help="invert intensities (for dark strokes on a light background)")
+    p.add_argument("--steps", type=int, help="most Adam steps per SIREN (default: the build recipe, below)")
+    p.add_argument("--psnr-target", type=float,
+                   help="stop a SIREN when it reaches this PSNR in dB (default: the build recipe, below)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the SIREN initialisation (default 0)")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    p.set_defaults(func=cmd_inr_fit)
     p = sub.add_parser("export", help="turn a finished run into a pretrained checkpoint + manifest entry")
     p.add_argument("run", help="run folder holding config.yaml, metrics.json, checkpoints/best.ckpt")
     p.add_argument("--name", required=True, help="checkpoint name, e.g. gnn-mnist_inr")
@@ -243,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("list", help="list models, datasets, checkpoints and configs")
     p.add_argument("what", nargs="?", default="all", choices=("all", "models", "data", "checkpoints", "configs"))
+    p.add_argument("--details", action="store_true", help="with checkpoints: print each input-convention card")
     p.set_defaults(func=cmd_list)
     return parser
 

@@ -130,3 +130,79 @@ def test_readme_checkpoint_table_matches_the_manifest():
         assert first_number == pytest.approx(entry.metrics[metric], abs=5e-4)
         val_metric = "best_val/acc" if metric == "test/acc" else "best_val/kendall_tau"
         assert float(best_val) == pytest.approx(entry.metrics[val_metric], abs=5e-4)
+
+
+# ----------------------------------------------------------- input-convention cards
+
+def test_export_writes_an_input_convention_card_that_list_shows(exported, monkeypatch, capsys):
+    _, folder, entry = exported
+    raw = {e["name"]: e for e in json.loads((folder / "manifest.json").read_text())["checkpoints"]}
+    card = raw["gnn-tiny"]["input_convention"]
+    assert card == entry.input_convention
+    assert card["kind"] == "INR" and card["widths"] == [2, 32, 32, 1] and card["w0"] == 30.0
+    assert card["coordinate_order"] == "input 0 = x (column), input 1 = y (row)"
+    assert card["coordinate_range"] == [-1.0, 1.0] and "28x28, linspace(-1, 1, n)" in card["grid"]
+    assert "row-major" in card["grid"] and card["image_size"] == [28, 28]
+    assert card["output_offset"] == 0.5 and card["intensity_range"] == [0.0, 1.0]
+    assert card["state_dict"].startswith("seq.{i}.weight (out, in) and seq.{i}.bias (out,), i = 0..2")
+    assert card["make_your_own"].startswith("nnzoo inr fit IMAGE -o OUT.pth")
+    assert "input 0 = x (column), input 1 = y (row)" in card["summary"] and "output + 0.5" in card["summary"]
+    monkeypatch.setenv("NNZOO_CHECKPOINTS", str(folder))
+    assert main(["list", "checkpoints"]) == 0
+    assert f"gnn-tiny: {card['summary']}\n" in capsys.readouterr().out
+    assert main(["list", "checkpoints", "--details"]) == 0
+    out = capsys.readouterr().out
+    assert "output_offset: 0.5" in out and "coordinate_order: input 0 = x (column), input 1 = y (row)" in out
+
+
+def test_manifest_entries_without_a_card_still_load(exported, tmp_path, monkeypatch, capsys):
+    """Entries exported before cards existed (the shipped ones until they are re-made) keep working."""
+    _, folder, _ = exported
+    raw = json.loads((folder / "manifest.json").read_text())
+    for e in raw["checkpoints"]:
+        del e["input_convention"]
+    (tmp_path / "manifest.json").write_text(json.dumps(raw))
+    (tmp_path / "gnn-tiny.pt").write_bytes((folder / "gnn-tiny.pt").read_bytes())
+    assert manifest(tmp_path)["gnn-tiny"].input_convention is None
+    load_pretrained("gnn-tiny", tmp_path)
+    monkeypatch.setenv("NNZOO_CHECKPOINTS", str(tmp_path))
+    assert main(["list", "checkpoints", "--details"]) == 0
+    assert "gnn-tiny: no input-convention card" in capsys.readouterr().out
+
+
+def test_predict_classifies_an_inr_made_by_inr_fit(exported, tmp_path, monkeypatch, capsys):
+    from nnzoo.data.images import mnist_images
+    from tests.test_inr_user import write_png
+    _, folder, _ = exported
+    png, inr = tmp_path / "digit.png", tmp_path / "digit.pth"
+    write_png(png, mnist_images()[0][1500])
+    assert main(["inr", "fit", str(png), "-o", str(inr)]) == 0
+    monkeypatch.setenv("NNZOO_CHECKPOINTS", str(folder))
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", "gnn-tiny", str(inr)]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["file"] == str(inr) and result["prediction"] in result["probabilities"]
+
+
+def test_cnn_card_and_the_inr_convention_in_predict_help(capsys):
+    from nnzoo.data.weights import DataInfo
+    from nnzoo.nets.spec import LayerSpec, NetworkSpec
+    from nnzoo.zoo import input_convention
+
+    def zoo_cnn(act):
+        convs = tuple(LayerSpec("conv", c, 16, (3, 3), stride=2, activation=act) for c in (1, 16, 16))
+        return NetworkSpec((*convs, LayerSpec("linear", 16, 10)), input_kind="image")
+
+    info = DataInfo("cnn_zoo", "regression", 1, (zoo_cnn("relu"), zoo_cnn("tanh")),
+                    extra={"build": {"recipe": {"image_size": 16}}})
+    card = input_convention(info)
+    assert card["kind"] == "CNN" and card["architectures"] == ["cnn 1-16-16-16-10 relu k3", "cnn 1-16-16-16-10 tanh k3"]
+    assert card["input_channels"] == 1 and card["image_size"] == [16, 16] and card["activations"] == ["relu", "tanh"]
+    assert card["layers"]["cnn 1-16-16-16-10 relu k3"][0] == "conv 1->16 k3x3 stride 2 padding 0 + relu"
+    assert "conv weight (out, in, kh, kw)" in card["kernel_layout"] and "test accuracy" in card["target"]
+    assert "--activation relu|tanh" in card["activation_choice"] and "--activation relu|tanh" in card["summary"]
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    out = capsys.readouterr().out
+    assert "coordinate_order: input 0 = x (column), input 1 = y (row)" in out and "output_offset: 0.5" in out
+    assert "nnzoo inr fit IMAGE -o OUT.pth" in out

@@ -12,14 +12,33 @@ early-stops at 40 dB); finished SIRENs leave the chunk so the rest run faster.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from nnzoo.nets.functional import mlp_forward, siren_init
-from nnzoo.nets.spec import NetworkSpec
+from nnzoo.errors import NnzooError
+from nnzoo.io import save_tensors
+from nnzoo.nets.functional import mlp_forward, params_to_state_dict, siren_init
+from nnzoo.nets.spec import NetworkSpec, siren_spec
+
+IMAGE_SIZE = (28, 28)
+"""Height and width of MNIST / FashionMNIST images: the grid every DWSNets INR was fitted on."""
+
+INTENSITY_RANGE = (0.0, 1.0)
+"""Pixel values a SIREN is fitted to (``fit_sirens`` images; the INR's output plus its offset)."""
+
+COORDINATE_ORDER = "input 0 = x (column), input 1 = y (row)"
+"""What the two inputs of :func:`grid_coordinates` are, in words."""
+
+STATE_DICT_PREFIX = "seq"
+"""Key prefix of INR files written here (``seq.{i}.{weight,bias}``, the DWSNets INR class)."""
 
 
 @dataclass
@@ -42,6 +61,21 @@ def grid_coordinates(height: int, width: int) -> Tensor:
     ys = torch.linspace(-1.0, 1.0, height)
     grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
     return torch.stack([grid_x, grid_y], dim=-1).reshape(-1, 2)
+
+
+def coordinate_convention(height: int | None = None, width: int | None = None) -> dict[str, Any]:
+    """The convention of :func:`grid_coordinates` in words and numbers (for convention cards and help).
+
+    Without a size the grid is described for an ``H x W`` image.
+    """
+    coords = grid_coordinates(height or 2, width or 2)
+    lo, hi = float(coords.min()), float(coords.max())
+    size = f"{height}x{width}" if height and width else "HxW (the image size)"
+    return {"coordinate_order": COORDINATE_ORDER, "coordinate_range": [lo, hi],
+            "grid": f"{size}, linspace({lo:g}, {hi:g}, n) on each axis, endpoints included, flattened row-major "
+                    f"(np.meshgrid(x, y), xy indexing): pixel (row i, column j) is input (x_j, y_i) at position "
+                    f"i * {width or 'W'} + j",
+            "intensity_range": list(INTENSITY_RANGE)}
 
 
 def psnr_from_mse(mse: Tensor) -> Tensor:
@@ -117,3 +151,136 @@ def _fit_chunk(params: Tensor, targets: Tensor, coords: Tensor, spec: NetworkSpe
             step_size = lr * math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
             p = p - step_size * m / (v.sqrt() + eps)
     return final, final_psnr, final_steps
+
+
+# ------------------------------------------------------------- your own images
+
+@dataclass
+class ImageFit:
+    """One SIREN fitted to one image by :func:`fit_image`."""
+
+    state_dict: dict[str, Tensor]  # seq.{i}.weight (out, in), seq.{i}.bias (out,): the DWSNets INR keys
+    params: Tensor  # (P,) the same parameters, flat
+    image: Tensor  # (H, W) the target the SIREN was fitted to, in [0, 1]
+    psnr: float  # dB reached on the image (peak value 1)
+    steps: int  # Adam steps taken
+    psnr_target: float | None  # the early-stopping target the fit aimed at
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the state dict (atomically) to ``path``, e.g. ``digit.pth`` for ``nnzoo predict``."""
+        save_tensors(path, self.state_dict)
+        return Path(path)
+
+
+def read_image(image: str | os.PathLike | np.ndarray | Tensor, *, size: tuple[int, int] = IMAGE_SIZE,
+               invert: bool = False) -> Tensor:
+    """An image as a ``size`` float tensor in ``[0, 1]``, ready for :func:`fit_sirens`.
+
+    ``image`` is a path (PNG, JPEG or anything matplotlib/Pillow reads) or an array/tensor
+    ``(H, W)``, ``(H, W, C)`` or ``(1, H, W)``: integer values are scaled by their type's
+    maximum (uint8: 255), floats must already lie in ``[0, 1]``.  Colour is converted to
+    grayscale (ITU-R 601 luma; an alpha channel is composited over black), ``invert`` maps
+    ``v -> 1 - v``, a non-square image is padded to a square (centred, with the median of its
+    border as background), and the result is resized (antialiased bilinear) to ``size``.
+
+    MNIST digits are *white strokes on a black background*; INR classifiers trained on them
+    expect that, so pass ``invert=True`` for a dark drawing on light paper.
+    """
+    name = str(image) if isinstance(image, (str, os.PathLike)) else "image array"
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image)
+        if not path.is_file():
+            raise NnzooError(f"image not found: {path}")
+        from matplotlib import image as mpimg
+        try:
+            array = np.asarray(mpimg.imread(path))
+        except Exception as exc:  # Pillow/matplotlib raise many types for unreadable files
+            first = (str(exc).splitlines() or [exc.__class__.__name__])[0][:120]
+            raise NnzooError(f"cannot read image {path}: corrupt or not an image ({first}); "
+                             "pass a PNG or JPEG file") from None
+    else:
+        array = image.detach().cpu().numpy() if isinstance(image, Tensor) else np.asarray(image)
+    if array.ndim == 3 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim == 3 and array.shape[-1] in (1, 3, 4):
+        pass
+    elif array.ndim != 2:
+        raise NnzooError(f"{name} has shape {array.shape}; pass a 2-D grayscale image (H, W), or (H, W, C) "
+                         "with 1, 3 or 4 channels")
+    if array.dtype == bool:
+        array = array.astype(np.float64)
+    elif np.issubdtype(array.dtype, np.integer):
+        array = array.astype(np.float64) / np.iinfo(array.dtype).max
+    elif np.issubdtype(array.dtype, np.floating):
+        array = array.astype(np.float64)
+        if not np.isfinite(array).all():
+            raise NnzooError(f"{name} contains NaN or Inf values; pass intensities in [0, 1]")
+        if array.size and (array.min() < 0.0 or array.max() > 1.0):
+            raise NnzooError(f"{name} has values in [{array.min():g}, {array.max():g}]; pass floats in [0, 1] "
+                             "or integers (uint8: 0-255)")
+    else:
+        raise NnzooError(f"{name} has dtype {array.dtype}; pass numbers (floats in [0, 1] or uint8)")
+    if array.ndim == 3:
+        channels = array.shape[-1]
+        alpha = array[..., 3] if channels == 4 else 1.0
+        gray = array[..., 0] if channels == 1 else array[..., :3] @ np.array([0.299, 0.587, 0.114])
+        array = gray * alpha
+    if array.size == 0:
+        raise NnzooError(f"{name} is empty")
+    x = torch.tensor(array, dtype=torch.float32)
+    if invert:
+        x = 1.0 - x
+    h, w = x.shape
+    if h != w:  # pad to a square with the background (the border's median) to keep the aspect ratio
+        side = max(h, w)
+        top, left = (side - h) // 2, (side - w) // 2
+        background = float(_border(x).median())
+        x = F.pad(x, (left, side - w - left, top, side - h - top), value=background)
+    if tuple(x.shape) != tuple(size):
+        x = F.interpolate(x[None, None], size=tuple(size), mode="bilinear", antialias=True, align_corners=False)[0, 0]
+    return x.clamp(0.0, 1.0)
+
+
+def _border(image: Tensor) -> Tensor:
+    return torch.cat([image[0], image[-1], image[1:-1, 0], image[1:-1, -1]])
+
+
+def border_mean(image: Tensor) -> float:
+    """Mean intensity of the outermost pixels: near 0 for MNIST-like images (white on black)."""
+    return float(_border(image).mean())
+
+
+def fit_images(images: Sequence[str | os.PathLike | np.ndarray | Tensor], *, spec: NetworkSpec | None = None,
+               size: tuple[int, int] = IMAGE_SIZE, invert: bool = False, steps: int | None = None,
+               lr: float | None = None, psnr_target: float | None = None, seed: int = 0,
+               progress: Callable[[int], None] | None = None) -> list[ImageFit]:
+    """Fit one SIREN per image, in the public convention, with the recipe of the built ``mnist_inr`` data.
+
+    Images are read by :func:`read_image` (all of them before any fitting, so a bad file fails
+    fast).  ``spec`` defaults to the DWSNets SIREN (2-32-32-1, sine, w0 = 30, output + 0.5);
+    ``steps``, ``lr`` and ``psnr_target`` default to the offline builder's recipe
+    (:class:`nnzoo.data.builders.inr.InrBuildConfig`): Adam until the PSNR first reaches the
+    target (``psnr_target=math.inf`` runs every step).  ``seed`` fixes the initialisation.
+    """
+    from nnzoo.data.builders.inr import InrBuildConfig  # the builder imports this module
+    recipe = InrBuildConfig()
+    spec = spec or siren_spec(recipe.widths, w0=recipe.w0)
+    psnr_target = recipe.psnr_target if psnr_target is None else psnr_target
+    targets = torch.stack([read_image(image, size=size, invert=invert) for image in images])
+    result = fit_sirens(targets, spec, steps=recipe.steps if steps is None else steps,
+                        lr=recipe.lr if lr is None else lr, psnr_target=psnr_target,
+                        chunk_size=recipe.chunk_size, seed=seed, init=recipe.init, progress=progress)
+    return [ImageFit(params_to_state_dict(p, spec, prefix=STATE_DICT_PREFIX), p.clone(), target, float(q), int(k),
+                     psnr_target) for p, target, q, k in zip(result.params, targets, result.psnr, result.steps)]
+
+
+def fit_image(image: str | os.PathLike | np.ndarray | Tensor, **options: Any) -> ImageFit:
+    """Fit one SIREN to one image (a path or an array): ``fit_image("digit.png").save("digit.pth")``.
+
+    The result is an INR in the public convention (:func:`grid_coordinates`: input 0 = x,
+    input 1 = y on a ``linspace(-1, 1)`` grid; output + 0.5 = intensity in [0, 1]) with
+    DWSNets keys ``seq.{0,1,2}.{weight,bias}``, which ``nnzoo predict --checkpoint
+    gnn-mnist_inr digit.pth`` classifies.  The image must be a white digit on black, as in
+    MNIST (``invert=True`` for dark-on-light).  ``options`` are those of :func:`fit_images`.
+    """
+    return fit_images([image], **options)[0]

@@ -116,40 +116,149 @@ def siren_init(num: int, spec: NetworkSpec, generator: torch.Generator | None = 
 
 # ----------------------------------------------------------------- state dicts
 
+_STAT_SUFFIXES = ("running_mean", "running_var")
+_SUFFIXES = (*_STAT_SUFFIXES, "weight", "bias")
+
+
+def _suffix(key: str) -> str | None:
+    """Which of ``running_mean``/``running_var``/``weight``/``bias`` a key ends in (``None``: no role name)."""
+    if key.endswith(_SUFFIXES):
+        for suffix in _SUFFIXES:
+            if key.endswith(suffix):
+                return suffix
+    return None
+
+
+def _module(key: str, suffix: str) -> str:
+    """The module a tensor belongs to: its key minus the role name (``seq.0.weight`` -> ``seq.0``)."""
+    return key[: len(key) - len(suffix)].rstrip("._")
+
+
 def tensor_entries(state_dict: Mapping[str, object]) -> list[tuple[str, Tensor]]:
     """The parameter tensors of a state dict in file order: ``*weight``, ``*bias`` and BatchNorm's
     ``*running_mean``/``*running_var`` (other keys, e.g. ``label`` or ``num_batches_tracked``, skipped)."""
-    return [(k, v) for k, v in state_dict.items()
-            if isinstance(v, Tensor) and k.endswith(("weight", "bias", "running_mean", "running_var"))]
+    return [(k, v) for k, v in state_dict.items() if isinstance(v, Tensor) and _suffix(k) is not None]
+
+
+def _unnamed_entries(state_dict: Mapping[str, object]) -> list[tuple[str, Tensor]]:
+    """Floating-point tensors in file order, for state dicts whose keys name no role (position fallback)."""
+    return [(str(k), v) for k, v in state_dict.items() if isinstance(v, Tensor) and v.is_floating_point()]
+
+
+def _shape(t: Tensor) -> tuple[int, ...]:
+    return tuple(t.shape)
 
 
 def infer_mlp_widths(state_dict: Mapping[str, object], source: str | Path = "state dict") -> list[int]:
-    """Widths ``[in, h1, ..., out]`` of the MLP stored in a state dict."""
-    weights = [v for k, v in tensor_entries(state_dict) if k.endswith("weight")]
-    if not weights or any(w.dim() != 2 for w in weights):
-        raise NnzooError(f"{source} does not hold an MLP state dict (expected 2-D '*.weight' tensors); "
-                         "check that the file is an INR checkpoint")
-    return [weights[0].shape[1], *(w.shape[0] for w in weights)]
+    """Widths ``[in, h1, ..., out]`` of the MLP stored in a state dict.
+
+    Layer weights are the ``*weight`` entries in file order (any key style: ``seq.0.weight``,
+    ``net.0.linear.weight``, all weights before all biases...); keys without role names are read
+    by position (2-D tensors in file order).
+    """
+    entries = tensor_entries(state_dict)
+    weights = ([(k, v) for k, v in entries if _suffix(k) == "weight"] if entries else
+               [(k, v) for k, v in _unnamed_entries(state_dict) if v.dim() == 2])
+    bad = next((k for k, v in weights if v.dim() != 2), None)
+    if not weights or bad is not None:
+        found = f"tensor '{bad}' has shape {_shape(dict(weights)[bad])}" if bad else "no '*weight' tensors found"
+        raise NnzooError(f"{source} does not hold an MLP state dict ({found}; expected 2-D '*.weight' tensors "
+                         "(out, in)); check that the file is an INR checkpoint")
+    for (_, prev), (key, w) in zip(weights, weights[1:]):
+        if w.shape[1] != prev.shape[0]:
+            raise NnzooError(f"{source}: tensor '{key}' has shape {_shape(w)} but follows a layer with "
+                             f"{prev.shape[0]} outputs, so it needs ({w.shape[0]}, {prev.shape[0]}); "
+                             "the layers do not chain")
+    return [weights[0][1].shape[1], *(w.shape[0] for _, w in weights)]
+
+
+def _assign_by_name(entries: list[tuple[str, Tensor]], spec: NetworkSpec
+                    ) -> tuple[dict[tuple[int, str], tuple[str, Tensor]], list[tuple[str, Tensor]]]:
+    """Map ``(layer, role)`` slots of ``spec`` to named tensors, as the DWSNets/NFN loaders do.
+
+    Layer weights (``*weight``, 2-D or more) go to layers 0, 1, ... in file order; a bias goes to the
+    layer whose weight has the same module prefix (a bias of no known module goes, in file order,
+    to the next layer still without one).  A module with running statistics or a 1-D ``weight``
+    is a norm: its ``weight``, ``bias`` and statistics go to the layers with a norm, modules in
+    order of first appearance.
+    Returns the assignment and the tensors that found no slot.
+    """
+    parsed = [(key, value, suffix, _module(key, suffix)) for key, value in entries for suffix in [_suffix(key)]]
+    norm_modules = {m for _, v, s, m in parsed if s in _STAT_SUFFIXES or (s == "weight" and v.dim() == 1)}
+    weights = [(k, v, m) for k, v, s, m in parsed if s == "weight" and m not in norm_modules]
+    layer_of = {m: i for i, (_, _, m) in enumerate(weights)}
+    norm_order = list(dict.fromkeys(m for *_, m in parsed if m in norm_modules))
+    norm_layers = [i for i, layer in enumerate(spec.layers) if layer.norm]
+    bias_layers = [i for i, layer in enumerate(spec.layers) if layer.bias]
+    assigned: dict[tuple[int, str], tuple[str, Tensor]] = {}
+    extra: list[tuple[str, Tensor]] = []
+
+    def put(slot: tuple[int, str] | None, key: str, value: Tensor) -> None:
+        if slot is None or slot in assigned or slot[0] >= spec.num_layers:
+            extra.append((key, value))
+        else:
+            assigned[slot] = (key, value)
+
+    for i, (key, value, _) in enumerate(weights):
+        put((i, "weight"), key, value)
+    unmatched_biases = []
+    for key, value, suffix, module in parsed:
+        if module in norm_modules:
+            k = norm_order.index(module)
+            role = {"weight": "norm_weight", "bias": "norm_bias"}.get(suffix, suffix)
+            put((norm_layers[k], role) if k < len(norm_layers) else None, key, value)
+        elif suffix == "bias":
+            if module in layer_of:  # the bias of a known layer (extra if that layer has none)
+                put((layer_of[module], "bias") if layer_of[module] in bias_layers else None, key, value)
+            else:
+                unmatched_biases.append((key, value))
+    free = [i for i in bias_layers if (i, "bias") not in assigned]
+    for j, (key, value) in enumerate(unmatched_biases):
+        put((free[j], "bias") if j < len(free) else None, key, value)
+    return assigned, extra
 
 
 def state_dict_to_params(state_dict: Mapping[str, object], spec: NetworkSpec,
                          source: str | Path = "state dict") -> Tensor:
     """Flat ``(P,)`` float32 vector from a PyTorch-layout state dict, validated against ``spec``.
 
-    Tensors are matched to slots in file order, which is how ``nn.Sequential``
-    and the DWSNets/NFN INR classes store them.
+    Tensors are read by name, as the reference DWSNets / Neural Graphs / NFN loaders do: ``*weight``
+    entries in file order are the layers' weights, ``*bias`` entries their biases, so interleaved
+    (``seq.0.weight, seq.0.bias, ...``), grouped-by-role (all weights, then all biases) and NFN
+    (``net.0.linear.weight``) files all read the same.  BatchNorm modules are told apart by their
+    running statistics and 1-D ``weight``.  Only when no key names a role are the tensors matched
+    to the slots by position.  Every mismatch is one line naming the file, the key and both shapes.
     """
     entries = tensor_entries(state_dict)
-    slots = list(spec.slots)
-    if len(entries) != len(slots):
-        raise NnzooError(f"{source} has {len(entries)} parameter tensors but {spec.describe()} needs "
-                         f"{len(slots)}; wrong architecture for this dataset")
+    if entries:
+        assigned, extra = _assign_by_name(entries, spec)
+        how = "by name"
+    else:  # keys say nothing (e.g. '0', '1', ...): file order is all there is
+        entries = _unnamed_entries(state_dict)
+        assigned = {(s.layer, s.role): e for s, e in zip(spec.slots, entries)}
+        extra = entries[len(spec.slots):]
+        how = "by position (keys name no weight/bias)"
+    layer_weights = sum(1 for layer, role in assigned if role == "weight") + sum(
+        1 for k, v in extra if v.dim() >= 2)
+    counts = (f" (the file has {layer_weights} layer weights, {spec.describe()} has {spec.num_layers} layers)"
+              if layer_weights != spec.num_layers else "")
     flat = torch.empty(spec.num_params)
-    for (key, value), slot in zip(entries, slots):
-        if tuple(value.shape) != slot.shape or not key.endswith(slot.role.removeprefix("norm_")):
-            raise NnzooError(f"{source}: tensor '{key}' has shape {tuple(value.shape)} but layer {slot.layer} "
-                             f"{slot.role} of {spec.describe()} needs {slot.shape}; wrong architecture")
+    for slot in spec.slots:
+        found = assigned.get((slot.layer, slot.role))
+        if found is None:
+            raise NnzooError(f"{source} has no tensor for layer {slot.layer} {slot.role} of {spec.describe()} "
+                             f"(shape {slot.shape} needed, tensors matched {how}){counts}; wrong architecture "
+                             "for this dataset")
+        key, value = found
+        if _shape(value) != slot.shape:
+            raise NnzooError(f"{source}: tensor '{key}' has shape {_shape(value)} but layer {slot.layer} "
+                             f"{slot.role} of {spec.describe()} needs {slot.shape} (matched {how}){counts}; "
+                             "wrong architecture")
         flat[slot.start:slot.end] = value.detach().float().reshape(-1)
+    if extra:
+        key, value = extra[0]
+        raise NnzooError(f"{source}: tensor '{key}' (shape {_shape(value)}) has no place in {spec.describe()} "
+                         f"(matched {how}){counts}; wrong architecture")
     if not torch.isfinite(flat).all():
         raise NnzooError(f"{source} contains NaN or Inf weights; re-fit or remove this network")
     return flat
