@@ -1,4 +1,4 @@
-"""CNN zoos: batched CNN forward, channel-permutation invariance, the Small CNN Zoo format, builders, a fit."""
+"""CNN zoos: batched CNN forward, the Small CNN Zoo format, builders, a fit (invariance: test_invariance.py)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,10 @@ from nnzoo.cli import main
 from nnzoo.data import create_datamodule
 from nnzoo.data.builders.cnn import CnnBuildConfig, build_cnn_zoo, evaluate
 from nnzoo.data.formats.small_cnn_zoo import load_small_cnn_zoo, small_cnn_spec, write_small_cnn_zoo
-from nnzoo.data.weights import DataInfo, WeightBatch, layer_statistics
 from nnzoo.errors import NnzooError
 from nnzoo.models import create_model
 from nnzoo.nets.cnn import cnn_forward, cnn_init
-from nnzoo.nets.functional import permute_neurons, unflatten
+from nnzoo.nets.functional import unflatten
 from nnzoo.nets.spec import LayerSpec, NetworkSpec
 
 # a residual BatchNorm CNN: groups 1 and 3 are joined by a residual, so they are permuted together
@@ -82,33 +81,8 @@ def test_batched_forward_matches_torch_modules(spec):
                                    atol=1e-5, rtol=1e-5)
 
 
-def _permute_channels(params, spec, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    joint = torch.randperm(4, generator=g)
-    params = permute_neurons(params, spec, 1, joint)
-    params = permute_neurons(params, spec, 3, joint)  # residual partner: same permutation
-    return permute_neurons(params, spec, 2, torch.randperm(6, generator=g))
-
-
-@pytest.mark.parametrize("name", ["gnn", "transformer", "statnn"])
-def test_channel_permutations_keep_the_function_and_the_prediction(name):
-    params = _random_bn_params(RESNET, 4)
-    permuted = _permute_channels(params, RESNET)
-    assert not torch.allclose(params, permuted)
-    images = torch.rand(6, 1, 12, 12)
-    with torch.no_grad():  # the permuted CNNs compute the same function (BatchNorm and residual included)
-        torch.testing.assert_close(cnn_forward(params, RESNET, images), cnn_forward(permuted, RESNET, images),
-                                   atol=1e-5, rtol=1e-5)
-    zoo = small_cnn_spec("relu")
-    zoo_params = _random_bn_params(zoo, 3, seed=2)
-    info = DataInfo("t", "regression", 1, (RESNET, zoo), layer_statistics([RESNET, zoo], [params, zoo_params]))
-    torch.manual_seed(0)
-    model = create_model(name, info).eval()
-    y = torch.zeros(7)
-    with torch.no_grad():  # a heterogeneous batch: both architectures at once
-        a = model(WeightBatch([RESNET, zoo], [params, zoo_params], y))
-        b = model(WeightBatch([RESNET, zoo], [permuted, zoo_params], y))
-    assert (a - b).abs().max().item() < 1e-5
+# channel-permutation invariance of the models on these CNNs (residual partners, BatchNorm, train mode) and
+# its sensitivity checks live in tests/test_invariance.py, with the symmetry helpers of nnzoo.nets.symmetry
 
 
 # ------------------------------------------------------------------ the public Small CNN Zoo format
