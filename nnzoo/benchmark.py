@@ -41,6 +41,7 @@ class Suite:
     overrides: list[str] = field(default_factory=list)
     model_overrides: dict[str, list[str]] = field(default_factory=dict)
     data_overrides: dict[str, list[str]] = field(default_factory=dict)
+    data_model_overrides: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # data -> model -> [...]
     published: dict[str, dict[str, str]] = field(default_factory=dict)  # dataset -> model -> "value (source)"
     description: str = ""
 
@@ -86,7 +87,7 @@ def load_suite(name_or_path: str) -> Suite:
 
 def cell_overrides(suite: Suite, data: str, model: str, seed: int, out: Path) -> list[str]:
     return [*suite.overrides, *suite.data_overrides.get(data, []), *suite.model_overrides.get(model, []),
-            f"seed={seed}", f"run_dir={out / 'runs'}", f"name={data}-{model}-s{seed}"]
+            *suite.data_model_overrides.get(data, {}).get(model, []), f"seed={seed}", f"run_dir={out / 'runs'}", f"name={data}-{model}-s{seed}"]
 
 
 def run_suite(suite: Suite, out: Path, extra_overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Path]:

@@ -109,3 +109,17 @@ def test_incompatible_cells_are_reported_not_fatal(tmp_path, monkeypatch):
     path.write_text("models: [dwsnet]\ndatasets: [mnist_inr]\n")
     md = run_suite(load_suite(str(path)), tmp_path / "out")["mnist_inr"].read_text()
     assert "| dwsnet | n/a: model 'dwsnet' cannot read convolutional networks |" in md
+
+
+def test_data_model_overrides_reach_only_their_cell(tmp_path):
+    """A (data, model) override, e.g. a warm-up shortened for one recipe at a short budget, applies to that
+    cell alone and after the model and data overrides."""
+    path = tmp_path / "s.yaml"
+    path.write_text("models: [gnn, mlp]\ndatasets: [mnist_inr, cnn_zoo]\n"
+                    "model_overrides: {gnn: [optim.warmup_steps=7]}\n"
+                    "data_model_overrides: {mnist_inr: {gnn: [optim.warmup_steps=25]}}\n")
+    suite = load_suite(str(path))
+    warmup = {(d, m): benchmark._cell_config(suite, (d, m, 0), tmp_path, ()).optim.warmup_steps
+              for d, m, _ in suite.cells()}
+    assert warmup[("mnist_inr", "gnn")] == 25 and warmup[("cnn_zoo", "gnn")] == 7
+    assert warmup[("mnist_inr", "mlp")] == 0 and warmup[("cnn_zoo", "mlp")] == 1000
