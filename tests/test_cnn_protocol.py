@@ -222,13 +222,13 @@ def test_a_plain_permutation_without_header_is_read_as_is(tmp_path):
 
 
 # ------------------------------------------------------------------ weights fed raw, as the reference
-def test_standardize_false_means_no_statistics_and_identity(tmp_path):
+def test_normalize_none_means_no_statistics_and_identity(tmp_path):
     _write_public_zoo(tmp_path / "cifar10")
-    raw = _datamodule(tmp_path / "cifar10", split_file="none", standardize=False).info
+    raw = _datamodule(tmp_path / "cifar10", split_file="none", normalize="none").info
     assert raw.stats == {}
     params = torch.randn(3, SPEC.num_params) * 5
     assert torch.equal(Standardize(raw.stats)(SPEC, params), params)
-    standardized = _datamodule(tmp_path / "cifar10", split_file="none", standardize=True).info
+    standardized = _datamodule(tmp_path / "cifar10", split_file="none", normalize="layer").info
     assert standardized.stats and not torch.equal(Standardize(standardized.stats)(SPEC, params), params)
 
 
@@ -244,7 +244,7 @@ def test_recipes_land_in_the_composed_config():
         optim = cfg.optim
         assert (optim.warmup_steps, optim.lr, optim.weight_decay, optim.amsgrad) == (0, 1e-3, 5e-4, True)
         assert cfg.trainer.gradient_clip_val == 10.0
-        assert cfg.data.standardize is False and cfg.data.split_file == "auto"
+        assert cfg.data.normalize == "none" and cfg.data.split_file == "auto"
         assert (cfg.data.augment.noise, cfg.data.augment.dropout) == (0.1, 0.01)
     assert compose("gnn", "cnn_zoo", overrides=["data.batch_size=7"]).data.batch_size == 7  # overrides win
     park = compose("transformer", "cnn_wild_park")

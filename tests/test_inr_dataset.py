@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from nnzoo.data.builders.inr import read_build_info, stratified_split
@@ -87,3 +88,22 @@ def test_loaders_serve_whole_batches(small_inr_datamodule):
     loader = small_inr_datamodule.train_dataloader()
     batch = next(iter(loader))
     assert batch.flat.shape == (32, 1185) and batch.y.shape == (32,)
+
+
+def test_normalize_modes(small_inr_datamodule, nnzoo_home):
+    """layer: one (mean, std) per role and layer; entry: per entry, as the DWSNets trainer; none: raw."""
+    from nnzoo.data import create_datamodule
+    from nnzoo.errors import NnzooError
+    from nnzoo.models.layers.standardize import Standardize
+    spec = small_inr_datamodule.info.specs[0]
+    train = small_inr_datamodule.split("train").params[0]
+    entry = create_datamodule("mnist_inr", build=SMALL_INR_BUILD, normalize="entry").info
+    assert len(entry.stats["entry"]["mean"]) == spec.num_params
+    standardized = Standardize(entry.stats)(spec, train)
+    torch.testing.assert_close(standardized.mean(0), torch.zeros(spec.num_params), atol=1e-4, rtol=0)
+    torch.testing.assert_close(standardized.std(0), torch.ones(spec.num_params), atol=1e-3, rtol=0)
+    layer = small_inr_datamodule.info.stats
+    assert set(layer) == {"weight", "bias"} and len(layer["weight"]) == spec.num_layers
+    assert create_datamodule("mnist_inr", build=SMALL_INR_BUILD, normalize="none").info.stats == {}
+    with pytest.raises(NnzooError, match="data.normalize must be one of"):
+        create_datamodule("mnist_inr", build=SMALL_INR_BUILD, normalize="perentry")

@@ -18,19 +18,30 @@ from nnzoo.models.layers.norm import GraphLayerNorm
 from nnzoo.models.layers.pna import aggregate, log_degree
 from nnzoo.models.layers.relational_attention import RelationalAttention
 from nnzoo.nets import siren_spec
+from nnzoo.nets.spec import LayerSpec, NetworkSpec
 
 MNIST_INR = DataInfo("mnist_inr", "classification", 10, (siren_spec(),), {})
 
-REFERENCE_COUNTS = {  # mkofinas/neural-graphs on MNIST INRs (2-32-32-1), 10 classes
-    ("gnn", 0): 92_010, ("gnn", 64): 100_714,
-    ("transformer", 0): 376_586, ("transformer", 64): 393_866,
+SMALL_CNN_ZOO = DataInfo("cnn_zoo", "regression", 1, (NetworkSpec(
+    (LayerSpec("conv", 1, 16, (3, 3), stride=2, activation="relu"),
+     LayerSpec("conv", 16, 16, (3, 3), stride=2, activation="relu"),
+     LayerSpec("conv", 16, 16, (3, 3), stride=2, activation="relu"), LayerSpec("linear", 16, 10)),
+    input_kind="image"),), {})
+
+REFERENCE_COUNTS = {  # measured by building the reference models (see the README's parity table)
+    ("gnn", "mnist_inr", 0): 92_010, ("gnn", "mnist_inr", 64): 100_714,  # mkofinas/neural-graphs
+    ("transformer", "mnist_inr", 0): 376_586, ("transformer", "mnist_inr", 64): 393_866,
+    ("dwsnet", "mnist_inr", None): 552_650,  # AvivNavon/DWSNets, MNIST config
+    ("mlp", "mnist_inr", None): 42_762,  # DWSNets' MLP baseline
+    ("statnn", "cnn_zoo", None): 1_059_001,  # NFN's StatNet on the Small CNN Zoo
 }
+DATA = {"mnist_inr": MNIST_INR, "cnn_zoo": SMALL_CNN_ZOO}
 
 
-@pytest.mark.parametrize("name, probes", REFERENCE_COUNTS)
-def test_default_models_have_the_reference_parameter_count(name, probes):
-    model = create_model(name, MNIST_INR, **{**model_options(name), "probes": probes})
-    assert count_parameters(model) == REFERENCE_COUNTS[name, probes]
+@pytest.mark.parametrize("name, data, probes", REFERENCE_COUNTS)
+def test_default_models_have_the_reference_parameter_count(name, data, probes):
+    options = model_options(name) if probes is None else {**model_options(name), "probes": probes}
+    assert count_parameters(create_model(name, DATA[data], **options)) == REFERENCE_COUNTS[name, data, probes]
 
 
 def test_graph_layernorm_is_the_reference_norm_applied_to_each_network():

@@ -4,10 +4,10 @@
 builds a zoo offline; ``cnn_wild_park`` builds (or reads) a zoo of CNNs of many
 architectures.  Targets are test accuracies in ``[0, 1]``.
 
-``standardize`` (both): ``false`` feeds raw weights to the models, as the
+``normalize`` (both): ``none`` feeds raw weights to the models, as the
 reference CNN configs do (``normalize: False``, ``stats: null``): ``DataInfo.stats``
 is then empty and :class:`~nnzoo.models.layers.standardize.Standardize` is the
-identity; ``true`` standardises per (role, layer) with training-split statistics.
+identity; ``layer`` standardises per (role, layer) with training-split statistics.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from nnzoo.data.builders.cnn import CnnBuildConfig, build_cnn_wild_park, build_c
 from nnzoo.data.datamodule import DATASETS, WeightDataModule
 from nnzoo.data.formats.cnn_park import load_cnn_park
 from nnzoo.data.formats.small_cnn_zoo import load_small_cnn_zoo
-from nnzoo.data.weights import DataInfo, WeightDataset, layer_statistics
+from nnzoo.data.weights import DataInfo, WeightDataset, check_normalize, layer_statistics
 from nnzoo.errors import NnzooError
 from nnzoo.io import read_json
 
@@ -35,10 +35,10 @@ def _build_config(build: dict[str, Any] | None) -> CnnBuildConfig:
     return CnnBuildConfig(**(build or {}))
 
 
-def _datasets(specs, params, group, row, accuracy, splits, standardize: bool
+def _datasets(specs, params, group, row, accuracy, splits, normalize: str
               ) -> tuple[dict[str, WeightDataset], dict]:
     datasets = {s: WeightDataset(specs, params, group[idx], row[idx], accuracy[idx]) for s, idx in splits.items()}
-    if not standardize:
+    if normalize == "none":
         return datasets, {}  # no statistics: Standardize is the identity
     train = splits["train"]
     train_params = [params[g][row[train][group[train] == g]] for g in range(len(specs))]
@@ -48,14 +48,12 @@ def _datasets(specs, params, group, row, accuracy, splits, standardize: bool
 class _CnnDataModule(WeightDataModule):
     name = ""
 
-    def __init__(self, root: str | None = None, build: dict[str, Any] | None = None, standardize: bool = False,
+    def __init__(self, root: str | None = None, build: dict[str, Any] | None = None, normalize: str = "none",
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.root = Path(root).expanduser() if root else None
         self.build_config = _build_config(build)
-        if not isinstance(standardize, bool):
-            raise NnzooError(f"data.standardize must be true or false, got {standardize!r}")
-        self.standardize = standardize
+        self.normalize = check_normalize(normalize, ("none", "layer"))
 
     def _data_info(self, specs, stats, folder: Path, **extra) -> DataInfo:
         build_file = folder / "build_info.json"
@@ -96,7 +94,7 @@ class CnnZooDataModule(_CnnDataModule):
             mask = zoo.spec_index == g
             row[mask] = torch.arange(int(mask.sum()))
         datasets, stats = _datasets(zoo.specs, params, zoo.spec_index, row, zoo.accuracy, zoo.splits,
-                                    self.standardize)
+                                    self.normalize)
         return datasets, self._data_info(zoo.specs, stats, Path(folder), split_file=zoo.split_file,
                                          split_sha256=zoo.split_sha256)
 
@@ -112,5 +110,5 @@ class CnnWildParkDataModule(_CnnDataModule):
         folder = self.root or build_cnn_wild_park(self.cache_dir / "datasets", self.build_config)
         park = load_cnn_park(folder, seed=self.build_config.seed)
         datasets, stats = _datasets(park.specs, park.params, park.group, park.row, park.accuracy, park.splits,
-                                    self.standardize)
+                                    self.normalize)
         return datasets, self._data_info(park.specs, stats, Path(folder))

@@ -11,11 +11,13 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from nnzoo.data.builders.inr import InrBuildConfig, build_inr_dataset, read_build_info
 from nnzoo.data.datamodule import DATASETS, WeightDataModule
 from nnzoo.data.formats.dwsnets import SPLITS, InrSplits, load_dwsnets
 from nnzoo.data.formats.nfn_siren import DEFAULT_PREFIX, FOLDERS, load_nfn_sirens
-from nnzoo.data.weights import DataInfo, WeightDataset, layer_statistics
+from nnzoo.data.weights import DataInfo, WeightDataset, check_normalize, layer_statistics
 from nnzoo.errors import NnzooError
 from nnzoo.nets.spec import siren_spec
 
@@ -32,11 +34,13 @@ class InrDataModule(WeightDataModule):
 
     def __init__(self, root: str | None = None, splits: str | None = None, statistics: str | None = None,
                  source: str = "mnist", widths: list[int] | tuple[int, ...] = (2, 32, 32, 1), w0: float = 30.0,
-                 output_offset: float = 0.5, build: dict[str, Any] | None = None, **kwargs: Any) -> None:
+                 output_offset: float = 0.5, build: dict[str, Any] | None = None, normalize: str = "layer",
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.root = Path(root).expanduser() if root else None
         self.splits_file = Path(splits).expanduser() if splits else None
         self.statistics_file = Path(statistics).expanduser() if statistics else None
+        self.normalize = check_normalize(normalize)
         self.source = source
         self.spec = siren_spec(tuple(widths), w0=w0, output_offset=output_offset)
         known = {f.name for f in fields(InrBuildConfig)}
@@ -69,7 +73,7 @@ class InrDataModule(WeightDataModule):
                             cache_dir=self.cache_dir / "cache")
         if len(data.params["train"]) == 0:
             raise NnzooError(f"{splits_file} lists no training INRs")
-        stats = data.statistics or layer_statistics([self.spec], [data.params["train"]])
+        stats = inr_statistics(data, self.spec, self.normalize)
         num_classes = int(max(int(data.labels[s].max()) for s in SPLITS if len(data.labels[s])) + 1)
         datasets = {s: WeightDataset.homogeneous(self.spec, data.params[s], data.labels[s]) for s in SPLITS}
         extra = {"splits_file": str(splits_file)}
@@ -87,8 +91,20 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 DIGITS = [str(i) for i in range(10)]
 
 
+def inr_statistics(data: InrSplits, spec: Any, normalize: str) -> dict[str, Any]:
+    """Input statistics for the models: per (role, layer) from the statistics file or the train split
+    (``layer``, equivariant), per entry over the train split (``entry``, the DWSNets trainer), or none."""
+    if normalize == "none":
+        return {}
+    if normalize == "entry":
+        train = data.params["train"].double()
+        std = train.std(0)
+        return {"entry": {"mean": train.mean(0).tolist(), "std": torch.where(std > 1e-8, std, 1.0).tolist()}}
+    return data.statistics or layer_statistics([spec], [data.params["train"]])
+
+
 def _classification_data(name: str, spec: Any, data: InrSplits, class_names: list[str], source: Path,
-                         extra: dict[str, Any]) -> tuple[dict[str, WeightDataset], DataInfo]:
+                         extra: dict[str, Any], normalize: str = "layer") -> tuple[dict[str, WeightDataset], DataInfo]:
     """Datasets and info of a public INR dataset with a fixed set of classes."""
     if len(data.params["train"]) == 0:
         raise NnzooError(f"{source} holds no training INRs")
@@ -97,7 +113,7 @@ def _classification_data(name: str, spec: Any, data: InrSplits, class_names: lis
         if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < len(class_names):
             raise NnzooError(f"{source}: {split} labels span {int(labels.min())}..{int(labels.max())} but "
                              f"{name} has {len(class_names)} classes; is this the right dataset?")
-    stats = data.statistics or layer_statistics([spec], [data.params["train"]])
+    stats = inr_statistics(data, spec, normalize)
     datasets = {s: WeightDataset.homogeneous(spec, data.params[s], data.labels[s]) for s in SPLITS}
     info = DataInfo(name=name, task="classification", num_outputs=len(class_names), specs=(spec,),
                     stats=stats, class_names=list(class_names), extra=extra)
@@ -122,11 +138,13 @@ class FmnistInrDataModule(WeightDataModule):
 
     def __init__(self, root: str | None = None, splits: str | None = None, statistics: str | None = None,
                  widths: list[int] | tuple[int, ...] = (2, 32, 32, 1), w0: float = 30.0,
-                 output_offset: float = 0.5, class_names: list[str] | None = None, **kwargs: Any) -> None:
+                 output_offset: float = 0.5, class_names: list[str] | None = None, normalize: str = "layer",
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.root = Path(root).expanduser() if root else None
         self.splits_file = Path(splits).expanduser() if splits else None
         self.statistics_file = Path(statistics).expanduser() if statistics else None
+        self.normalize = check_normalize(normalize)
         self.spec = siren_spec(tuple(widths), w0=w0, output_offset=output_offset)
         self.class_names = list(class_names or FMNIST_CLASSES)
 
@@ -149,7 +167,7 @@ class FmnistInrDataModule(WeightDataModule):
         data = load_dwsnets(splits_file, self.spec, root=self.root, statistics_path=self.statistics_file,
                             cache_dir=self.cache_dir / "cache")
         return _classification_data("fmnist_inr", self.spec, data, self.class_names, splits_file,
-                                    {"splits_file": str(splits_file)})
+                                    {"splits_file": str(splits_file)}, self.normalize)
 
 
 class NfnSirenDataModule(WeightDataModule):

@@ -162,6 +162,17 @@ def layer_statistics(specs: Sequence[NetworkSpec], params: Sequence[Tensor]) -> 
     return stats
 
 
+NORMALIZATIONS = ("layer", "entry", "none")
+"""``data.normalize``: per (role, layer) statistics (equivariant), per entry (the DWSNets trainer), or raw weights."""
+
+
+def check_normalize(normalize: str, allowed: Sequence[str] = NORMALIZATIONS) -> str:
+    """Validate a ``data.normalize`` value up front, with a one-line error."""
+    if normalize not in allowed:
+        raise NnzooError(f"data.normalize must be one of {', '.join(allowed)}, got {normalize!r}")
+    return normalize
+
+
 @dataclass
 class DataInfo:
     """What a model needs to know about a dataset; plain data, saved in checkpoints."""

@@ -18,6 +18,7 @@ never used, so the layer is equivariant to any permutation of the neurons.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -48,20 +49,24 @@ class RelationalAttention(nn.Module):
         b, n, _ = x.shape
         h, d = self.heads, self.head_dim
         q, k, v = self.node_qkv(x).view(b, n, h, 3, d).unbind(3)  # (B, n, h, d); head-major like the reference
-        edge = self.edge_qkv(edges).view(b, n, n, h, -1, d)
-        q_edge, k_edge, v_add = edge[..., 0, :], edge[..., 1, :], edge[..., 2, :]  # (B, i, j, h, d)
-        # (q_i + Qe_ij) . (k_j + Ke_ij), expanded so that no shifted (B, n, n, h, d) copy is stored
-        logits = (torch.einsum("bihd,bjhd->bijh", q, k) + torch.einsum("bihd,bijhd->bijh", q, k_edge)
-                  + torch.einsum("bijhd,bjhd->bijh", q_edge, k) + torch.einsum("bijhd,bijhd->bijh", q_edge, k_edge))
-        logits = logits * self.scale
+        # the edge projection's blocks as separate products: contiguous outputs, and V e_ij is never needed
+        # per pair, since sum_j a_ij V e_ij = V sum_j a_ij e_ij
+        w = self.edge_qkv.weight.view(h, -1, d, edges.shape[-1])
+        q_edge = F.linear(edges, w[:, 0].reshape(h * d, -1)).view(b, n, n, h, d)
+        k_edge = F.linear(edges, w[:, 1].reshape(h * d, -1)).view(b, n, n, h, d)
+        q_pair = q_edge + q.unsqueeze(2)  # q_i + Q e_ij
+        k_pair = k_edge + k.unsqueeze(1)  # k_j + K e_ij
+        logits = (q_pair * k_pair).sum(-1).permute(0, 3, 1, 2) * self.scale  # (B, h, i, j)
         if key_mask is not None:
-            logits = logits.masked_fill(~key_mask[:, None, :, None], float("-inf"))
-        attn = logits.softmax(dim=2)  # over j
+            logits = logits.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+        attn = logits.softmax(dim=-1).permute(0, 2, 3, 1)  # (B, i, j, h), softmax over j
         if self.modulate_v:
-            out = torch.einsum("bijh,bijhd->bihd", attn, v.unsqueeze(1) * edge[..., 3, :])
+            v_mul = F.linear(edges, w[:, 3].reshape(h * d, -1)).view(b, n, n, h, d)
+            out = (attn.unsqueeze(-1) * (v_mul * v.unsqueeze(1))).sum(2)  # sum_j a_ij v_j * M e_ij
         else:
             out = torch.einsum("bijh,bjhd->bihd", attn, v)
-        out = out + torch.einsum("bijh,bijhd->bihd", attn, v_add)
+        pooled = torch.matmul(attn.transpose(2, 3), edges)  # (B, i, h, edge_dim): sum_j a_ij e_ij
+        out = out + torch.einsum("bihc,hdc->bihd", pooled, w[:, 2])
         return self.out(out.reshape(b, n, h * d))
 
 
@@ -80,7 +85,8 @@ class EdgeUpdateBlock(nn.Module):
         self.norm1 = nn.LayerNorm(edge_dim)
 
     def forward(self, x: Tensor, edges: Tensor) -> Tensor:
-        hidden = (self.pair(torch.cat([edges, edges.transpose(1, 2)], dim=-1))
+        own, reverse = self.pair.weight.split(edges.shape[-1], dim=1)  # Linear([e_ij, e_ji]) in two products
+        hidden = (F.linear(edges, own, self.pair.bias) + F.linear(edges, reverse).transpose(1, 2)
                   + self.source(x).unsqueeze(2) + self.target(x).unsqueeze(1))
         edges = self.norm0(edges + self.pair_out(hidden))
         return self.norm1(edges + self.mlp(edges))
