@@ -1,7 +1,7 @@
 """Speed and memory figures: graph batching vs. training steps, per-model throughput, SIREN fitting, peak RSS.
 
     python benchmarks/speed.py                 # everything (~5 min on 2 cores)
-    python benchmarks/speed.py --skip-fit      # no SIREN fitting / peak-RSS subprocess
+    python benchmarks/speed.py --skip-fit      # no SIREN fitting / peak-RSS subprocess (keeps the last ones)
     python benchmarks/speed.py --device cuda   # training steps on a GPU (adds a bf16 autocast row)
 
 Prints a table and writes ``benchmarks/results/speed-<device>.json`` (atomically).
@@ -12,6 +12,7 @@ pass/fail test.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import resource
@@ -140,6 +141,11 @@ def main() -> None:
         if args.device.startswith("cuda"):
             report["models"][f"{name} (bf16)"] = training_step(name, args.batch_size, args.device, bf16=True)
         console.print(f"{name}: {report['models'][name]['ms_per_step']:.0f} ms/step")
+    out = RESULTS / f"speed-{args.device.split(':')[0]}.json"
+    if args.skip_fit and out.is_file():  # keep the fitting figures of the last full run (model-independent)
+        previous = json.loads(out.read_text())
+        report.update({k: previous[k] for k in ("siren_fitting", "siren_fitting_compiled")
+                       if k in previous})
     if not args.skip_fit:
         report["siren_fitting"] = siren_fitting(args.sirens)
         try:
@@ -169,9 +175,9 @@ def main() -> None:
         if "error" not in c:
             console.print(f"SIREN fitting with torch.compile: {c['sirens_per_s']:.1f} SIRENs/s "
                           f"(mean {c['mean_psnr_db']:.1f} dB)")
+    if "fit_memory" in report:
         m = report["fit_memory"]
         console.print(f"peak RSS of `nnzoo fit --model gnn --data mnist_inr` (1 epoch): {m['peak_rss_mib']:.0f} MiB")
-    out = RESULTS / f"speed-{args.device.split(':')[0]}.json"
     write_json(out, report)
     console.print(f"written {out}")
 

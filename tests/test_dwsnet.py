@@ -335,6 +335,10 @@ def test_config_lists_every_option_with_its_default_and_the_reference_recipe():
     cfg = compose("dwsnet", "mnist_inr")
     assert cfg.optim.lr == 5e-3 and cfg.optim.amsgrad and cfg.optim.weight_decay == 5e-4
     assert cfg.optim.warmup_steps == 0 and cfg.data.batch_size == 512 and cfg.trainer.gradient_clip_val is None
+    # the DWSNets trainer standardises per entry (--normalize true); the NG models per (role, layer)
+    for data in ("mnist_inr", "fmnist_inr"):
+        assert compose("dwsnet", data).data.normalize == "entry" and compose("mlp", data).data.normalize == "entry"
+        assert compose("gnn", data).data.normalize == "layer"
 
 
 def test_unsupported_inputs_and_options_are_refused():

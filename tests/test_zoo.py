@@ -88,7 +88,8 @@ def test_shipped_manifest_is_complete():
     names = {e.name for e in entries}
     assert {"gnn-mnist_inr", "gnn-cnn_zoo"} <= names, names
     for e in entries:
-        assert (REPO / "checkpoints" / e.file).stat().st_size < 3_000_000, "checkpoints must stay small"
+        # reference-size models: the largest is the CNN-zoo NG-GNN (5.6M parameters, 22 MB in float32)
+        assert (REPO / "checkpoints" / e.file).stat().st_size < 25_000_000, "checkpoints must stay small"
         assert e.metrics and e.config["model"]["name"] == e.model and e.nnzoo_version
 
 
@@ -110,6 +111,12 @@ def test_shipped_checkpoint_reproduces_its_recorded_accuracy(nnzoo_home, tmp_pat
             total += len(batch)
     # the offline build refits SIRENs on this machine; float differences may flip a few of the 200 test INRs
     assert correct / total == pytest.approx(entry.metrics["test/acc"], abs=0.02)
+
+
+def test_readme_quotes_the_measured_foreign_inr_table():
+    """`python benchmarks/foreign_inrs.py` writes the table; the README quotes it, unedited."""
+    table = (REPO / "benchmarks" / "results" / "foreign_inrs.md").read_text()
+    assert table.strip() in (REPO / "README.md").read_text()
 
 
 def test_readme_checkpoint_table_matches_the_manifest():

@@ -41,8 +41,8 @@ from torch import Tensor, nn
 
 from nnzoo.data.weights import DataInfo, WeightBatch
 from nnzoo.errors import NnzooError
-from nnzoo.models.layers.dws import (REDUCTIONS, SET_LAYERS, DWSLayer, WeightSpaceTensor, channel_mlp, reduce,
-                                     weight_space)
+from nnzoo.models.layers.dws import (REDUCTIONS, SET_LAYERS, DWSLayer, WeightSpaceTensor, channel_mlp, check_choice,
+                                     reduce, weight_space)
 from nnzoo.models.layers.standardize import Standardize
 from nnzoo.models.registry import register_model
 from nnzoo.nets.functional import unflatten
@@ -143,10 +143,8 @@ class DWSNet(nn.Module):
         if spec.num_layers < 3:
             raise NnzooError(f"dwsnet (like the reference) needs MLPs with at least 3 layers, "
                              f"got {spec.describe()}")
-        if reduction not in REDUCTIONS:
-            raise NnzooError(f"dwsnet reduction must be one of {', '.join(REDUCTIONS)}, got '{reduction}'")
-        if set_layer not in SET_LAYERS:
-            raise NnzooError(f"dwsnet set_layer must be one of {', '.join(SET_LAYERS)}, got '{set_layer}'")
+        check_choice("dwsnet reduction", reduction, REDUCTIONS)
+        check_choice("dwsnet set_layer", set_layer, SET_LAYERS)
         if layers < 1 or hidden < 1 or heads < 1 or fc_layers < 1 or head_layers < 1:
             raise NnzooError(f"dwsnet needs layers, hidden, heads, fc_layers and head_layers >= 1, "
                              f"got {layers}, {hidden}, {heads}, {fc_layers}, {head_layers}")

@@ -378,6 +378,12 @@ class KroneckerMap(SubBlock):
 
 
 # ------------------------------------------------------------------ the layer
+def check_choice(option: str, value: str, allowed) -> None:
+    """One-line refusal of an option value outside ``allowed`` (shared by the layer and the model)."""
+    if value not in allowed:
+        raise NnzooError(f"{option} must be one of {', '.join(allowed)}, got '{value}'")
+
+
 class DWSLayer(nn.Module):
     """Equivariant map between MLP weight spaces, ``in_channels`` -> ``out_channels`` per entry.
 
@@ -400,10 +406,8 @@ class DWSLayer(nn.Module):
         if layers < 3 or any(t.role != ("weight", "bias")[i % 2] for i, t in enumerate(self.space)):
             raise NnzooError(f"a DWS layer needs the weight space of an MLP with at least 3 layers "
                              f"(as the reference), got {layers}")
-        if set_layer not in SET_LAYERS:
-            raise NnzooError(f"set_layer must be one of {', '.join(SET_LAYERS)}, got '{set_layer}'")
-        if reduction not in REDUCTIONS:
-            raise NnzooError(f"reduction must be one of {', '.join(REDUCTIONS)}, got '{reduction}'")
+        check_choice("set_layer", set_layer, SET_LAYERS)
+        check_choice("reduction", reduction, REDUCTIONS)
         if fc_layers < 1:
             raise NnzooError(f"fc_layers must be >= 1, got {fc_layers}")
         ins = [in_channels] * len(self.space) if isinstance(in_channels, int) else list(in_channels)
