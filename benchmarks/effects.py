@@ -69,6 +69,8 @@ def markdown(table: dict) -> str:
         per_seed = ", ".join("not run" if a is None else f"{a:.3f}" for a in accs)
         summary = (f"{statistics.mean(done):.3f} ± {statistics.stdev(done):.3f}" if len(done) > 1
                    else "n/a (fewer than 2 seeds)")
+        if 1 < len(done) < len(SEEDS):
+            summary += f" ({len(done)} seeds)"
         lines.append(f"| {row['description']} | `{' '.join(row['overrides'])}` | {per_seed} | {summary} |")
     return "\n".join(lines) + "\n"
 
