@@ -24,3 +24,9 @@ def unknown_name(kind: str, name: str, known: list[str] | tuple[str, ...]) -> Nn
     """Error for an unknown registry key, listing the valid choices."""
     choices = ", ".join(sorted(known)) or "(none registered)"
     return NnzooError(f"unknown {kind} '{name}'; choose one of: {choices} (see `nnzoo list`)")
+
+
+def check_choice(option: str, value: object, allowed) -> None:
+    """Refuse an option value outside ``allowed`` in one line that lists the choices."""
+    if value not in allowed:
+        raise NnzooError(f"{option} must be one of {', '.join(allowed)}, got {value!r}")

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from nnzoo.errors import NnzooError
+from nnzoo.errors import NnzooError, check_choice
 from nnzoo.nets.spec import NORM_ROLES, NetworkSpec
 
 
@@ -168,8 +168,7 @@ NORMALIZATIONS = ("layer", "entry", "none")
 
 def check_normalize(normalize: str, allowed: Sequence[str] = NORMALIZATIONS) -> str:
     """Validate a ``data.normalize`` value up front, with a one-line error."""
-    if normalize not in allowed:
-        raise NnzooError(f"data.normalize must be one of {', '.join(allowed)}, got {normalize!r}")
+    check_choice("data.normalize", normalize, allowed)
     return normalize
 
 

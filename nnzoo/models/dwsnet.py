@@ -40,9 +40,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nnzoo.data.weights import DataInfo, WeightBatch
-from nnzoo.errors import NnzooError
-from nnzoo.models.layers.dws import (REDUCTIONS, SET_LAYERS, DWSLayer, WeightSpaceTensor, channel_mlp, check_choice,
-                                     reduce, weight_space)
+from nnzoo.errors import NnzooError, check_choice
+from nnzoo.models.layers.dws import (REDUCTIONS, SET_LAYERS, DWSLayer, WeightSpaceTensor, channel_mlp, reduce,
+                                     weight_space)
 from nnzoo.models.layers.standardize import Standardize
 from nnzoo.models.registry import register_model
 from nnzoo.nets.functional import unflatten

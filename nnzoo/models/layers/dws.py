@@ -70,7 +70,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nnzoo.errors import NnzooError
+from nnzoo.errors import NnzooError, check_choice
 
 REDUCTIONS = ("max", "mean", "sum")
 SET_LAYERS = ("sab", "ds")
@@ -378,12 +378,6 @@ class KroneckerMap(SubBlock):
 
 
 # ------------------------------------------------------------------ the layer
-def check_choice(option: str, value: str, allowed) -> None:
-    """One-line refusal of an option value outside ``allowed`` (shared by the layer and the model)."""
-    if value not in allowed:
-        raise NnzooError(f"{option} must be one of {', '.join(allowed)}, got '{value}'")
-
-
 class DWSLayer(nn.Module):
     """Equivariant map between MLP weight spaces, ``in_channels`` -> ``out_channels`` per entry.
 
