@@ -43,7 +43,7 @@ def run_folder(key: str, seed: int) -> Path:
 
 def fit(key: str, seed: int) -> None:
     cmd = [str(Path(sys.executable).with_name("nnzoo")), "fit", "--model", "gnn", "--data", "mnist_inr",
-           f"seed={seed}", f"run_dir={RUNS}", f"name={key}_s{seed}", "trainer.enable_progress_bar=false",
+           f"seed={seed}", f"run_dir={RUNS}", f"name={key}_s{seed}",
            *BUDGET, *VARIANTS[key][1]]
     print(" ".join(cmd[1:]), flush=True)
     subprocess.run(cmd, check=True, env=os.environ | {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")})

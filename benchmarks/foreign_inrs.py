@@ -31,6 +31,7 @@ from rich.table import Table
 from nnzoo.data.builders.inr import InrBuildConfig, stratified_split
 from nnzoo.data.images import mnist_images
 from nnzoo.data.weights import WeightBatch
+from nnzoo.errors import NnzooError
 from nnzoo.io import cache_home, load_tensors, save_tensors, write_json, write_text
 from nnzoo.nets import siren_spec
 from nnzoo.nets.functional import state_dict_to_params
@@ -232,4 +233,7 @@ def _fmt(value: float | None) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except NnzooError as exc:  # an unknown checkpoint name, a missing or corrupt file: one line, no traceback
+        raise SystemExit(f"error: {exc}") from None
