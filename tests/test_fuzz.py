@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from nnzoo.data.formats.dwsnets import read_splits, read_statistics
@@ -60,6 +60,7 @@ def test_statistics_reader(data):
                               lambda c: st.lists(c, max_size=4) | st.dictionaries(st.sampled_from(
                                   ["train", "val", "test", "path", "label"]), c, max_size=4),
                               max_leaves=12).map(lambda v: __import__("json").dumps(v).encode())))
+@example(b'{"train": {"path": null, "label": null}}')  # once found by the fuzzer: len(None) deep in the reader
 def test_json_and_splits_readers(data):
     _only_clean_errors(read_json, data)
     _only_clean_errors(read_splits, data)

@@ -107,7 +107,8 @@ def read_splits(splits_path: str | os.PathLike) -> dict[str, tuple[list[str], li
     result = {}
     for split in SPLITS:
         entry = data.get(split) if isinstance(data, dict) else None
-        if not isinstance(entry, dict) or "path" not in entry or "label" not in entry:
+        if (not isinstance(entry, dict) or not isinstance(entry.get("path"), list)
+                or not isinstance(entry.get("label"), list)):
             raise NnzooError(f"splits file {splits_path} has no '{split}' entry with 'path' and 'label' lists; "
                              'expected {"train": {"path": [...], "label": [...]}, "val": ..., "test": ...}')
         paths, labels = entry["path"], entry["label"]
