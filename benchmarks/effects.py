@@ -23,6 +23,9 @@ from pathlib import Path
 
 from nnzoo.io import write_json, write_text
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from foreign_inrs import load, score  # noqa: E402  (a sibling script, not a package)
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 RUNS = REPO / "runs" / "effects"
@@ -72,8 +75,6 @@ def foreign_accuracy(run: Path) -> float:
     fitted elsewhere, from unseen images); kept in the run folder as ``foreign_inrs.json``."""
     cached = run / "foreign_inrs.json"
     if not cached.is_file():
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from foreign_inrs import load, score
         ckpt = str(run / "checkpoints" / "best.ckpt")
         results = score({ckpt: load(ckpt)})
         write_json(cached, {proc: row["accuracy"][ckpt] for proc, row in results["procedures"].items()})

@@ -155,6 +155,14 @@ def hash_images(images: torch.Tensor) -> str:
     return hashlib.sha256(images.contiguous().numpy().tobytes()).hexdigest()[:12]
 
 
+def as_flat_params(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Batched fitted tensors -> one DWSNets state dict per INR -> ``(N, P)`` through ``state_dict_to_params``
+    (the path of ``nnzoo predict``)."""
+    keys = [f"seq.{i // 2}.{'weight' if i % 2 == 0 else 'bias'}" for i in range(len(tensors))]
+    return torch.stack([state_dict_to_params({k: t[j] for k, t in zip(keys, tensors)}, siren_spec())
+                        for j in range(len(tensors[0]))])
+
+
 def score(modules: dict, per_class: int = 20, seed: int = 0) -> dict:
     """Accuracy of each loaded module on every procedure's INRs (fitted once, then cached), and its own test
     accuracy where known.  All modules must come from the same dataset build (it decides the unseen images)."""
@@ -165,9 +173,7 @@ def score(modules: dict, per_class: int = 20, seed: int = 0) -> dict:
     results = {"images": len(labels), "per_class": per_class, "build_recipe": recipe, "procedures": {}}
     for proc in PROCEDURES:
         tensors, psnr, seconds = fitted(images, proc, seed, progress_bar)
-        keys = [f"seq.{i // 2}.{'weight' if i % 2 == 0 else 'bias'}" for i in range(len(tensors))]
-        flat = torch.stack([state_dict_to_params({k: t[j] for k, t in zip(keys, tensors)}, spec)
-                            for j in range(len(labels))])
+        flat = as_flat_params(tensors)
         row = {"psnr_db_mean": psnr.mean().item(), "psnr_db_min": psnr.min().item(),
                "fit_seconds": seconds, "std_per_tensor": _std_per_tensor(tensors), "accuracy": {}}
         for name, module in modules.items():

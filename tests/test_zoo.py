@@ -126,13 +126,9 @@ def test_shipped_inr_checkpoint_reads_inrs_fitted_elsewhere(nnzoo_home):
     scheme, lr, steps, stop_db = foreign.PROCEDURES["siren-init, lr 1e-3, stop at 40 dB"]
     tensors, psnr = foreign.fit(images, scheme, lr, steps, stop_db, seed=1, advance=lambda n: None)
     assert psnr.min() >= 39.9
-    keys = [f"seq.{i // 2}.{'weight' if i % 2 == 0 else 'bias'}" for i in range(len(tensors))]
-    spec = siren_spec()
-    from nnzoo.nets.functional import state_dict_to_params
-    flat = torch.stack([state_dict_to_params({k: t[j] for k, t in zip(keys, tensors)}, spec)
-                        for j in range(len(labels))])
+    flat = foreign.as_flat_params(tensors)
     with torch.no_grad():
-        accuracy = (module(WeightBatch([spec], [flat], labels)).argmax(-1) == labels).float().mean().item()
+        accuracy = (module(WeightBatch([siren_spec()], [flat], labels)).argmax(-1) == labels).float().mean().item()
     # 50 INRs: one standard error is ~0.07; the augmented checkpoints this replaced lost 0.3 here
     assert accuracy >= entry.metrics["test/acc"] - 0.15, accuracy
 
