@@ -13,7 +13,7 @@ import csv
 import io
 import math
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +46,42 @@ class Suite:
     description: str = ""
 
     def __post_init__(self) -> None:
+        self._check()
         if not isinstance(self.datasets, dict):
             self.datasets = {name: name for name in self.datasets}
+
+    def _check(self) -> None:
+        """Every field's shape, in one line naming the field (``models: mlp`` is a string, not a list)."""
+        def fail(key: str, wanted: str, value: Any) -> None:
+            raise NnzooError(f"benchmark suite '{self.name}': '{key}' must be {wanted}, got {value!r:.80}")
+
+        def texts(value: Any) -> bool:
+            return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+        if not texts(self.models) or not self.models:
+            fail("models", "a non-empty list of model names, e.g. [gnn, mlp]", self.models)
+        if not (texts(self.datasets) and self.datasets) and not (
+                isinstance(self.datasets, dict) and self.datasets
+                and all(isinstance(k, str) and isinstance(v, str) for k, v in self.datasets.items())):
+            fail("datasets", "a non-empty list of data config names (or a mapping label: name)", self.datasets)
+        if not isinstance(self.seeds, list) or not self.seeds or not all(
+                isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in self.seeds):
+            fail("seeds", "a non-empty list of integers >= 0, e.g. [0, 1]", self.seeds)
+        if not isinstance(self.trainer, str):
+            fail("trainer", "a trainer config name", self.trainer)
+        if not texts(self.overrides):
+            fail("overrides", "a list of key=value strings", self.overrides)
+        for key in ("model_overrides", "data_overrides"):
+            value = getattr(self, key)
+            if not isinstance(value, dict) or not all(texts(v) for v in value.values()):
+                fail(key, "a mapping name: [key=value, ...]", value)
+        if not isinstance(self.data_model_overrides, dict) or not all(
+                isinstance(m, dict) and all(texts(v) for v in m.values()) for m in self.data_model_overrides.values()):
+            fail("data_model_overrides", "a mapping data: {model: [key=value, ...]}", self.data_model_overrides)
+        if not isinstance(self.published, dict) or not all(isinstance(m, dict) for m in self.published.values()):
+            fail("published", "a mapping data: {model: text}", self.published)
+        if not isinstance(self.description, str):
+            fail("description", "text", self.description)
 
     def data_config(self, label: str) -> str:
         assert isinstance(self.datasets, dict)
@@ -79,6 +113,10 @@ def load_suite(name_or_path: str) -> Suite:
         known = sorted(p.stem for p in suites_folder().glob("*.yaml"))
         raise NnzooError(f"benchmark suite '{name_or_path}' not found ({path}); known suites: {', '.join(known)}")
     raw = OmegaConf.to_container(load_yaml(path), resolve=False)  # ${oc.env:...} resolve per cell, later
+    known = {f.name for f in fields(Suite)} - {"name"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise NnzooError(f"benchmark suite {path}: unknown key '{unknown[0]}'; the keys are {', '.join(sorted(known))}")
     try:
         return Suite(name=path.stem, **raw)
     except TypeError as exc:
@@ -94,8 +132,11 @@ def run_suite(suite: Suite, out: Path, extra_overrides: list[str] | tuple[str, .
     """Run every unfinished cell, then write the tables; returns ``{dataset: markdown path}``."""
     from nnzoo.train import fit  # lazy: keeps `nnzoo list` fast
     cells_dir = out / "cells"
-    # validate every cell's config before spending hours on the first ones
+    # validate every cell's config, and every finished cell's file, before spending hours on the first ones
     configs = {cell: _cell_config(suite, cell, out, extra_overrides) for cell in suite.cells()}
+    for cell in suite.cells():
+        if (cells_dir / _cell_name(*cell)).is_file():
+            read_cell(cells_dir / _cell_name(*cell))
     todo = [c for c in suite.cells() if not (cells_dir / _cell_name(*c)).is_file()]
     console.print(f"[bold]benchmark {suite.name}[/]: {len(suite.cells())} cells, {len(todo)} to run -> {out}")
     with progress_bar(len(todo), f"suite {suite.name}") as advance:
@@ -131,6 +172,26 @@ def _cell_name(data: str, model: str, seed: int) -> str:
     return f"{data}-{model}-s{seed}.json"
 
 
+CELL_KEYS = ("model", "data", "seed", "num_parameters", "train_seconds", "epochs", "dataset")
+"""What the tables read from a finished cell's file (besides its test metric)."""
+
+
+def read_cell(path: Path) -> dict[str, Any]:
+    """A finished cell's metrics, checked: one line naming the file if it is damaged or incomplete."""
+    cell = read_json(path, "benchmark cell")
+    fix = "nnzoo wrote it: remove it to run that cell again"
+    if not isinstance(cell, dict):
+        raise NnzooError(f"benchmark cell {path} is not a JSON object; {fix}")
+    if "not_applicable" in cell:
+        return cell
+    missing = [k for k in CELL_KEYS if k not in cell]
+    if missing:
+        raise NnzooError(f"benchmark cell {path} has no '{missing[0]}'; {fix}")
+    if not isinstance(cell["dataset"], dict) or not any(k in cell for k, _ in TASK_METRIC.values()):
+        raise NnzooError(f"benchmark cell {path} has no test metric or dataset summary; {fix}")
+    return cell
+
+
 def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
@@ -141,7 +202,7 @@ def summarize(suite: Suite, out: Path) -> dict[str, list[dict[str, Any]]]:
     for data in suite.datasets:
         rows = []
         for model in suite.models:
-            runs = [read_json(p) for s in suite.seeds if (p := out / "cells" / _cell_name(data, model, s)).is_file()]
+            runs = [read_cell(p) for s in suite.seeds if (p := out / "cells" / _cell_name(data, model, s)).is_file()]
             if not runs:
                 continue
             if all("not_applicable" in r for r in runs):

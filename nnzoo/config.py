@@ -37,6 +37,10 @@ def available(kind: str) -> list[str]:
 
 
 def config_path(kind: str, name: str) -> Path:
+    """The shipped (or ``$NNZOO_CONFIGS``) YAML of a name; a path is refused, since names never leave
+    ``zoo_configs/`` (a custom config goes in ``$NNZOO_CONFIGS/<kind>/<name>.yaml``)."""
+    from nnzoo.schema import check_name
+    check_name(f"--{kind}", name)
     path = config_root() / kind / f"{name}.yaml"
     if not path.is_file():
         raise unknown_name(f"{kind} config", name, available(kind))
@@ -73,14 +77,24 @@ def compose(model: str, data: str, trainer: str = "default", overrides: list[str
 
 
 def apply_overrides(cfg: DictConfig, overrides: list[str] | tuple[str, ...]) -> DictConfig:
+    """``cfg`` with ``key=value`` overrides, validated once (:func:`nnzoo.schema.validate`): an unknown key,
+    a wrong type or an out-of-range value is refused here, before any work."""
+    from nnzoo.schema import validate
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise NnzooError(f"override '{bad[0]}' is not key=value")
-    try:
-        return OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
-    except OmegaConfBaseException as exc:
-        msg = str(exc).splitlines()[0]
-        raise NnzooError(f"bad override ({msg}); see the keys in `nnzoo config --model ... --data ...`") from None
+    cfg = cfg.copy()
+    OmegaConf.set_struct(cfg, True)  # a misspelt key is an error for every command, `test` included
+    merged = cfg
+    for override in overrides:  # one at a time, so that the error names the culprit
+        try:
+            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([override]))
+        except (OmegaConfBaseException, yaml.YAMLError, ValueError) as exc:
+            msg = str(exc).splitlines()[0]
+            raise NnzooError(f"bad override '{override}' ({msg}); see the keys in "
+                             "`nnzoo config --model ... --data ...`") from None
+    validate(merged, defaults=cfg)
+    return merged
 
 
 def to_container(cfg: DictConfig | Any) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from contextlib import contextmanager
@@ -57,9 +58,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write ``obj`` as pretty JSON, atomically."""
+    """Write ``obj`` as pretty JSON, atomically.  NaN and infinities become ``null``: Python's ``NaN``
+    is not JSON, and a metrics file must stay readable by every JSON parser."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+        tmp.write_text(json.dumps(finite_or_none(obj), indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def finite_or_none(obj: Any) -> Any:
+    """``obj`` with every non-finite float (NaN, inf) replaced by ``None``, in nested dicts and lists."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_none(v) for v in obj]
+    return obj
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -81,7 +94,7 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
         raise NnzooError(f"{what} not found: {p}")
     try:
         return json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, or an integer of over 4,300 digits
         raise NnzooError(f"{what} {p} is not valid JSON ({exc.__class__.__name__}: {exc}); "
                          "restore or regenerate it") from None
 
@@ -102,8 +115,16 @@ def load_tensors(path: str | os.PathLike, what: str = "file") -> Any:
             raise NnzooError(f"refusing to load {p}: it contains pickled code, not just tensors "
                              "(only plain state dicts are accepted; re-save it with torch.save(state_dict))"
                              ) from None
+        if "Unsupported operand" in text and _starts_with(p, b"\x80"):  # a raw pickle (PROTO opcode), not torch.save
+            raise NnzooError(f"cannot read {what} {p}: a plain pickle, not a torch.save file (pickles are never "
+                             "unpickled here); save the tensors with torch.save(state_dict)") from None
         raise NnzooError(f"cannot read {what} {p}: corrupt or not a torch file ({msg[:160]}); "
-                         "delete it and rebuild/re-download") from None
+                         "restore or replace it") from None
+
+
+def _starts_with(path: Path, prefix: bytes) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(len(prefix)) == prefix
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -117,4 +138,7 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 def cache_home() -> Path:
     """Where built datasets and caches live: ``$NNZOO_HOME`` or ``~/.cache/nnzoo``."""
-    return Path(os.environ.get("NNZOO_HOME", Path.home() / ".cache" / "nnzoo")).expanduser()
+    home = Path(os.environ.get("NNZOO_HOME", Path.home() / ".cache" / "nnzoo")).expanduser()
+    if home.exists() and not home.is_dir():
+        raise NnzooError(f"the cache folder {home} is a file, not a folder; point NNZOO_HOME at a folder")
+    return home

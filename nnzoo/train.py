@@ -64,38 +64,108 @@ def _trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
     return kwargs
 
 
-def _run_folder(cfg: DictConfig) -> tuple[str, int, Path | None]:
-    """Name, version and checkpoint to resume from (``resume=true``).
+def _run_folder(cfg: DictConfig) -> tuple[str, int | None, Path | None]:
+    """Name, version and checkpoint to resume from (``resume=true``), checked before any work.
 
-    The version is fixed once and passed to DDP worker processes through the
-    environment (Lightning re-runs the command for each rank), so that every
-    rank writes into the same run folder.
+    A resume is checked in full here, before anything is written (:func:`_check_resume`).  A new run
+    gets no version yet (None): it claims one with :func:`_claim_version` once its data loaded, so a
+    refused dataset leaves no empty folder behind.  The version is passed to DDP worker processes
+    through the environment (Lightning re-runs the command for each rank), so every rank writes into
+    the same run folder.
     """
     import os
     name = cfg.name or f"{cfg.data.name}-{cfg.model.name}"
+    root = Path(cfg.run_dir) / name
     if os.environ.get(_VERSION_ENV):
         version = int(os.environ[_VERSION_ENV])
-        last = Path(cfg.run_dir) / name / f"version_{version}" / "checkpoints" / "last.ckpt"
+        last = root / f"version_{version}" / "checkpoints" / "last.ckpt"
         return name, version, last if cfg.resume and last.is_file() else None
-    versions = sorted(int(p.name.split("_")[-1]) for p in (Path(cfg.run_dir) / name).glob("version_*")
-                      if p.name.split("_")[-1].isdigit())
-    resume_from = None
     if cfg.resume:
+        versions = sorted(int(p.name.split("_")[-1]) for p in root.glob("version_*")
+                          if p.name.split("_")[-1].isdigit())
         for v in reversed(versions):
-            last = Path(cfg.run_dir) / name / f"version_{v}" / "checkpoints" / "last.ckpt"
+            last = root / f"version_{v}" / "checkpoints" / "last.ckpt"
             if last.is_file():
                 version, resume_from = v, last
                 break
         else:
-            raise NnzooError(f"resume=true but no {Path(cfg.run_dir) / name}/version_*/checkpoints/last.ckpt "
+            raise NnzooError(f"resume=true but no {root}/version_*/checkpoints/last.ckpt "
                              "exists; start the run without resume")
-    else:
-        version = versions[-1] + 1 if versions else 0
+        _check_resume(cfg, root / f"version_{version}", resume_from)
+        os.environ[_VERSION_ENV] = str(version)
+        return name, version, resume_from
+    return name, None, None
+
+
+def _claim_version(root: Path) -> int:
+    """Create ``root/version_k`` exclusively, k one past the newest, retrying the next number when another
+    process got there first: two fits started together never share a run folder."""
+    import os
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NnzooError(f"cannot create the run folder {root} ({exc.strerror}); choose another run_dir") from None
+    versions = [int(p.name.split("_")[-1]) for p in root.glob("version_*") if p.name.split("_")[-1].isdigit()]
+    version = max(versions) + 1 if versions else 0
+    while True:
+        try:
+            (root / f"version_{version}").mkdir()
+            break
+        except FileExistsError:
+            version += 1
     os.environ[_VERSION_ENV] = str(version)
-    return name, version, resume_from
+    return version
+
+
+RESUME_MUST_MATCH = ("seed", "model", "data", "task")
+"""What a resumed run must share with the run it continues (the trainer and optimiser may change, e.g. more
+epochs); data options that do not change what is learned are exempt."""
+RESUME_MAY_CHANGE = ("data.num_workers", "data.cache_dir", "data.eval_batch_size")
+
+
+def _check_resume(cfg: DictConfig, version_dir: Path, last: Path) -> None:
+    """Refuse, before anything is written, a resume that would rewrite a finished run, continue from an
+    unreadable checkpoint, or continue under another model/data config than the run was started with."""
+    from nnzoo.config import load_yaml
+    from nnzoo.schema import _leaves
+    if (version_dir / METRICS_FILE).is_file():
+        raise NnzooError(f"resume=true: {version_dir} is a finished run ({METRICS_FILE} present) and is left "
+                         "as it is; resume continues interrupted runs only, start a new run without resume=true")
+    blob = load_tensors(last, "last checkpoint")  # one line for a truncated file or one carrying code
+    if not isinstance(blob, dict) or not {"state_dict", "epoch"} <= set(blob):
+        raise NnzooError(f"resume=true: {last} is not a Lightning checkpoint (no state_dict/epoch); "
+                         "start a new run without resume=true")
+    saved_file = version_dir / "config.yaml"
+    if not saved_file.is_file():
+        raise NnzooError(f"resume=true: {saved_file} is missing, so the run's config cannot be checked; "
+                         "start a new run without resume=true")
+    saved = _leaves(to_container(load_yaml(saved_file)))
+    now = _leaves(to_container(cfg))
+    for key in sorted(set(saved) | set(now)):
+        if not key.startswith(RESUME_MUST_MATCH) or key in RESUME_MAY_CHANGE:
+            continue
+        if saved.get(key) != now.get(key):
+            raise NnzooError(f"resume=true: {key} is {now.get(key)!r} here but {saved.get(key)!r} in {saved_file}; "
+                             "a resumed run keeps its model, data and task config (drop the override, "
+                             "or start a new run without resume=true)")
 
 
 _VERSION_ENV = "NNZOO_RUN_VERSION"
+
+
+class StopOnNonFiniteLoss(L.Callback):
+    """End the run with one line when the training loss becomes NaN or infinite, instead of training on
+    and reporting NaN metrics with exit 0; the run folder keeps its last good checkpoint."""
+
+    def __init__(self, run_dir: Path, lr: float) -> None:
+        self.run_dir, self.lr = run_dir, lr
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss).all()):
+            raise NnzooError(f"training loss became {float(loss):g} at epoch {trainer.current_epoch}, step "
+                             f"{trainer.global_step} of {self.run_dir}; lower optim.lr (now {self.lr:g}) or check "
+                             "the data and statistics files for NaN/Inf")
 
 
 def fit(cfg: DictConfig) -> RunResult:
@@ -114,19 +184,20 @@ def _fit(cfg: DictConfig) -> RunResult:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
-    datamodule = build_datamodule(cfg)
+    datamodule = build_datamodule(cfg)  # validates its options; builds nothing yet
+    name, version, resume_from = _run_folder(cfg)  # a resume is checked in full here, before any work
     datamodule.prepare_data()
     info = datamodule.info
     task = create_task(to_container(cfg.model), info, to_container(cfg.optim), to_container(cfg.task))
     monitor, mode = task.monitor
-
-    name, version, resume_from = _run_folder(cfg)
+    if version is None:
+        version = _claim_version(Path(cfg.run_dir) / name)
     logger = TensorBoardLogger(save_dir=cfg.run_dir, name=name, version=version, default_hp_metric=False)
     run_dir = Path(logger.log_dir)
     checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
                                   save_last=True, enable_version_counter=False)
     throughput = TrainThroughput()
-    callbacks: list[L.Callback] = [checkpoints, throughput]
+    callbacks: list[L.Callback] = [checkpoints, throughput, StopOnNonFiniteLoss(run_dir, float(cfg.optim.lr))]
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(RichProgressBar(leave=True))
     trainer = L.Trainer(**_trainer_kwargs(cfg), logger=logger, callbacks=callbacks)
@@ -159,9 +230,10 @@ def load_task(checkpoint: str | Path) -> WeightSpaceTask:
     path = Path(checkpoint)
     if not path.is_file():
         raise NnzooError(f"checkpoint not found: {path}")
-    blob = load_tensors(path, "checkpoint")  # refuses pickled code with a one-line error
+    from nnzoo.zoo import check_checkpoint
+    hp = check_checkpoint(load_tensors(path, "checkpoint"), path)  # no pickled code, finite weights
     try:
-        cls = task_class(blob["hyper_parameters"]["data_info"]["task"])
+        cls = task_class(hp["data_info"]["task"])
         return cls.load_from_checkpoint(path, map_location="cpu", weights_only=True)
     except NnzooError:
         raise

@@ -60,13 +60,51 @@ class PretrainedEntry:
         return self.input_convention["summary"]
 
 
+ENTRY_TYPES: dict[str, type | tuple[type, ...]] = {
+    "name": str, "file": str, "model": str, "data": str, "task": str, "metrics": dict, "num_parameters": int,
+    "sha256": str, "nnzoo_version": str, "config": dict, "input_convention": (dict, type(None))}
+"""The type of every manifest field (:class:`PretrainedEntry`), checked when the manifest is read."""
+
+
 def manifest(folder: Path | None = None) -> dict[str, PretrainedEntry]:
+    """The entries of ``folder/manifest.json``, each checked field by field (one line naming the entry and
+    the field when a hand edit broke it: an unknown or missing field, a wrong type, a file path)."""
+    from dataclasses import MISSING, fields
+
+    from nnzoo.schema import check_name
     folder = folder or checkpoints_folder()
     path = folder / MANIFEST
     if not path.is_file():
         return {}
     raw = read_json(path, "checkpoint manifest")
-    return {e["name"]: PretrainedEntry(**e) for e in raw.get("checkpoints", [])}
+    listed = raw.get("checkpoints") if isinstance(raw, dict) else None
+    if not isinstance(listed, list):
+        raise NnzooError(f"checkpoint manifest {path} must be an object with a list 'checkpoints'; restore it "
+                         "from git or re-export the checkpoints")
+    required = {f.name for f in fields(PretrainedEntry) if f.default is MISSING}
+    entries = {}
+    for i, e in enumerate(listed):
+        where = f"checkpoint manifest {path}, entry {i}"
+        if not isinstance(e, dict):
+            raise NnzooError(f"{where} is not an object; restore the manifest from git")
+        where += f" ('{e.get('name')}')" if isinstance(e.get("name"), str) else ""
+        unknown = sorted(set(e) - set(ENTRY_TYPES))
+        missing = sorted(required - set(e))
+        if unknown or missing:
+            what = f"unknown field '{unknown[0]}'" if unknown else f"no field '{missing[0]}'"
+            raise NnzooError(f"{where} has {what}; restore the manifest from git or re-export with nnzoo export")
+        for key, value in e.items():
+            wanted = ENTRY_TYPES[key]
+            if not isinstance(value, wanted) or (wanted is int and isinstance(value, bool)):
+                raise NnzooError(f"{where}: field '{key}' has type {type(value).__name__}; restore the manifest "
+                                 "from git or re-export with nnzoo export")
+        try:
+            check_name("name", e["name"])
+            check_name("file", e["file"])  # a manifest never points outside its own folder
+        except NnzooError as exc:
+            raise NnzooError(f"{where}: {exc}") from None
+        entries[e["name"]] = PretrainedEntry(**e)
+    return entries
 
 
 def list_pretrained(folder: Path | None = None) -> list[PretrainedEntry]:
@@ -94,28 +132,66 @@ def load_pretrained(name: str, folder: Path | None = None):
     return load_checkpoint_file(path)
 
 
+def check_checkpoint(blob: Any, path: Path) -> dict[str, Any]:
+    """The hyperparameters of an nnzoo checkpoint (exported ``.pt`` or Lightning ``.ckpt``), after checking
+    what rebuilding the model and reading its weights rely on: one line naming the file, not a traceback
+    from inside the model, and never a model that answers NaN."""
+    if not isinstance(blob, dict) or not isinstance(blob.get("state_dict"), dict) \
+            or not isinstance(blob.get("hyper_parameters"), dict):
+        raise NnzooError(f"checkpoint {path} is not an nnzoo checkpoint (expected a dict with 'state_dict' and "
+                         f"'hyper_parameters', got {type(blob).__name__}); pass a file from nnzoo export or a run")
+    for key, value in blob["state_dict"].items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise NnzooError(f"checkpoint {path}: state_dict entry {key!r} is not a named tensor; "
+                             "the file is damaged, restore it")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise NnzooError(f"checkpoint {path}: weight '{key}' holds NaN or Inf, so every prediction would "
+                             "be NaN; restore the file or export the run again")
+    hp = blob["hyper_parameters"]
+    info = hp.get("data_info")
+    if not isinstance(info, dict) or not isinstance(hp.get("model"), dict):
+        raise NnzooError(f"checkpoint {path} has no model/data_info hyperparameters; is it an nnzoo checkpoint?")
+    outputs, names = info.get("num_outputs"), info.get("class_names")
+    if not isinstance(outputs, int) or isinstance(outputs, bool) or outputs < 1:
+        raise NnzooError(f"checkpoint {path}: data_info.num_outputs must be a positive integer, got {outputs!r}")
+    if info.get("task") == "classification" and names is not None and (
+            not isinstance(names, list) or len(names) != outputs):
+        raise NnzooError(f"checkpoint {path}: data_info.class_names must list {outputs} names, "
+                         f"got {names!r:.80}")
+    return hp
+
+
 def load_checkpoint_file(path: Path):
-    """Rebuild the task module from a slim checkpoint written by :func:`export_run`."""
+    """Rebuild the task module from a slim checkpoint written by :func:`export_run` (or a run's ``.ckpt``)."""
     from nnzoo.tasks import task_class
     blob = load_tensors(path, "checkpoint")
+    hp = check_checkpoint(blob, path)
     try:
-        hp = blob["hyper_parameters"]
         module = task_class(hp["data_info"]["task"])(**hp)
         module.load_state_dict(blob["state_dict"])
-    except (KeyError, TypeError, RuntimeError) as exc:
+    except NnzooError as exc:
+        raise NnzooError(f"checkpoint {path}: {exc}") from None
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise NnzooError(f"checkpoint {path} is not an nnzoo checkpoint or does not match its model "
                          f"({str(exc).splitlines()[0][:160]})") from None
     return module.eval()
 
 
-def export_run(run_dir: Path, name: str, folder: Path | None = None) -> PretrainedEntry:
+def export_run(run_dir: Path, name: str, folder: Path | None = None, force: bool = False) -> PretrainedEntry:
     """Slim the best checkpoint of a finished run into ``checkpoints/<name>.pt`` and record it.
 
     The metrics are the run's own test metrics (``metrics.json``), i.e. those of
-    the exported weights on the test split of the run's dataset.
+    the exported weights on the test split of the run's dataset.  An existing name is
+    replaced only with ``force``: a checkpoint and its manifest entry are someone's result.
     """
+    from nnzoo.schema import check_name
     from nnzoo.train import METRICS_FILE, load_task
+    check_name("--name", name)
     folder = folder or checkpoints_folder()
+    existing = manifest(folder)
+    if not force and (name in existing or (folder / f"{name}.pt").exists()):
+        raise NnzooError(f"checkpoint '{name}' already exists in {folder}; pass --force to replace it and its "
+                         "manifest entry, or choose another --name")
     metrics = read_json(run_dir / METRICS_FILE, "run metrics")
     best = Path(metrics.get("best_checkpoint") or run_dir / "checkpoints" / "best.ckpt")
     task = load_task(best)
@@ -128,7 +204,7 @@ def export_run(run_dir: Path, name: str, folder: Path | None = None) -> Pretrain
         metrics={k: v for k, v in metrics.items() if k.startswith("test/") or k.startswith("best_val")},
         num_parameters=metrics["num_parameters"], sha256=sha256_file(folder / file), nnzoo_version=__version__,
         config=config, input_convention=input_convention(task.info))
-    entries = manifest(folder)
+    entries = existing
     entries[name] = new
     write_json(folder / MANIFEST, {"checkpoints": [vars(e) for e in entries.values()]})
     return new
@@ -147,6 +223,10 @@ def predict_file(module, path: Path, activation: str | None = None) -> dict[str,
     state = load_tensors(path, "network file")
     if not isinstance(state, dict):
         raise NnzooError(f"{path} holds a {type(state).__name__}, not a state dict")
+    odd = next((k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)), None)
+    if odd is not None or not state:
+        raise NnzooError(f"{path}: a state dict maps names to tensors, but entry {odd!r} does not"
+                         if state else f"{path} is an empty state dict")
     errors, matches = [], []
     for spec in info.specs:  # find the dataset architectures this network fits
         try:
@@ -154,7 +234,7 @@ def predict_file(module, path: Path, activation: str | None = None) -> dict[str,
         except NnzooError as exc:
             errors.append(str(exc))
     if not matches:
-        raise NnzooError((errors[0] if len(info.specs) == 1 else
+        raise NnzooError((errors[0] if len(info.specs) == 1 or info.homogeneous else
                           f"{path} matches none of the {len(info.specs)} architectures of '{info.name}'")
                          + " (the input this checkpoint expects: nnzoo list checkpoints --details)")
     acts = {spec.layers[0].activation for spec, _ in matches}

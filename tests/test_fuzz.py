@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -64,6 +65,35 @@ def test_statistics_reader(data):
 def test_json_and_splits_readers(data):
     _only_clean_errors(read_json, data)
     _only_clean_errors(read_splits, data)
+
+
+_ENTRY = {"name": "gnn-x", "file": "gnn-x.pt", "model": "gnn", "data": "mnist_inr", "task": "classification",
+          "metrics": {"test/acc": 0.5}, "num_parameters": 10, "sha256": "0" * 64, "nnzoo_version": "0.1.0",
+          "config": {}, "input_convention": None}
+_json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+                            lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=6), c, max_size=3),
+                            max_leaves=8)
+
+
+def _manifest_reader(path: Path) -> None:
+    from nnzoo.zoo import manifest, MANIFEST
+    (path.parent / MANIFEST).write_bytes(path.read_bytes())
+    try:
+        manifest(path.parent)
+    except NnzooError as exc:  # the harness looks for the fuzzed file's name: the manifest's is its own
+        raise NnzooError(str(exc).replace(MANIFEST, "fuzzed.bin")) from None
+
+
+@FUZZ
+@given(st.one_of(
+    st.binary(max_size=256),
+    _json_values.map(lambda v: json.dumps({"checkpoints": v}).encode()),  # a damaged list
+    st.tuples(st.sampled_from(sorted(_ENTRY) + ["extra"]), _json_values, st.booleans()).map(  # one field edited
+        lambda t: json.dumps({"checkpoints": [{k: v for k, v in {**_ENTRY, t[0]: t[1]}.items()
+                                               if not (t[2] and k == t[0])}]}).encode())))
+@example(json.dumps({"checkpoints": [{**_ENTRY, "num_parameters": True}]}).encode())
+def test_manifest_reader(data):
+    _only_clean_errors(_manifest_reader, data)
 
 
 def test_the_fuzzers_can_fail():

@@ -88,12 +88,15 @@ def test_cache_serves_the_same_tensors(tmp_path):
     _dataset(tmp_path / "d", spec, aug=1)
     first = load_nfn_sirens(tmp_path / "d", spec, include_aug=1, cache_dir=tmp_path / "cache")
     assert len(list((tmp_path / "cache").glob("nfn-*.pt"))) == 1
-    (tmp_path / "d" / "randinit_smaller_3s" / "net0.pth").write_bytes(b"garbage")  # in place: cache still valid
     second = load_nfn_sirens(tmp_path / "d", spec, include_aug=1, cache_dir=tmp_path / "cache")
     for split in SPLITS:
         assert torch.equal(first.params[split], second.params[split])
         assert torch.equal(first.ids[split], second.ids[split])
-    (tmp_path / "d" / "randinit_smaller_3s" / "net0.pth").unlink()  # a removed file invalidates the cache
+    victim = tmp_path / "d" / "randinit_smaller_3s" / "net0.pth"
+    victim.write_bytes(b"garbage")  # rewritten in place: the cache must not serve the old tensors
+    with pytest.raises(NnzooError, match="net0.pth"):
+        load_nfn_sirens(tmp_path / "d", spec, include_aug=1, cache_dir=tmp_path / "cache")
+    victim.unlink()  # a removed file invalidates the cache
     assert len(load_nfn_sirens(tmp_path / "d", spec, cache_dir=tmp_path / "cache").params["train"]) == 7
 
 

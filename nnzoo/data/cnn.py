@@ -12,6 +12,7 @@ identity; ``layer`` standardises per (role, layer) with training-split statistic
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -27,12 +28,30 @@ from nnzoo.errors import NnzooError
 from nnzoo.io import read_json
 
 
-def _build_config(build: dict[str, Any] | None) -> CnnBuildConfig:
+def _build_config(build: dict[str, Any] | None, kind: str) -> CnnBuildConfig:
+    """The recipe, checked when the datamodule is made: a bad value fails before anything is built."""
     known = {f.name for f in fields(CnnBuildConfig)}
+    if build is not None and not isinstance(build, Mapping):
+        raise NnzooError(f"data.build must be a mapping of recipe options ({', '.join(sorted(known))}), got {build!r}")
     unknown = set(build or {}) - known
     if unknown:
         raise NnzooError(f"unknown data.build option(s) {sorted(unknown)}; known: {', '.join(sorted(known))}")
-    return CnnBuildConfig(**(build or {}))
+    return CnnBuildConfig(**(build or {})).check(kind)
+
+
+def _check_conv(stride: Any, padding: Any) -> tuple[int, int | str]:
+    """``data.stride``/``data.padding`` of the zoo's convs (not in the files): refused here rather than as a
+    PyTorch error when a model first runs the CNNs."""
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise NnzooError(f"data.stride must be an integer >= 1 (the Small CNN Zoo's is 2), got {stride!r}")
+    if padding in ("same", "valid"):
+        if padding == "same" and stride != 1:
+            raise NnzooError(f"data.padding=same needs data.stride=1 (PyTorch has no 'same' padding for strided "
+                             f"convolutions), got data.stride={stride}")
+    elif isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
+        raise NnzooError(f"data.padding must be an integer >= 0, 'same' or 'valid' (the Small CNN Zoo's is 0), "
+                         f"got {padding!r}")
+    return stride, padding
 
 
 def _datasets(specs, params, group, row, accuracy, splits, normalize: str
@@ -52,7 +71,7 @@ class _CnnDataModule(WeightDataModule):
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.root = Path(root).expanduser() if root else None
-        self.build_config = _build_config(build)
+        self.build_config = _build_config(build, self.name)
         self.normalize = check_normalize(normalize, ("none", "layer"))
 
     def _data_info(self, specs, stats, folder: Path, **extra) -> DataInfo:
@@ -80,7 +99,7 @@ class CnnZooDataModule(_CnnDataModule):
         super().__init__(root, build, **kwargs)
         self.split_file = "auto" if split_file is None else str(split_file)
         self.activation = activation
-        self.stride, self.padding = stride, padding
+        self.stride, self.padding = _check_conv(stride, padding)
 
     def load(self) -> tuple[dict[str, WeightDataset], DataInfo]:
         folder = self.root or build_cnn_zoo(self.cache_dir / "datasets", self.build_config)

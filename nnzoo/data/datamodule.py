@@ -54,7 +54,9 @@ class WeightDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self._splits is None:
-            self._splits, self._info = self.load()
+            splits, info = self.load()
+            check_splits(splits, info)
+            self._splits, self._info = splits, info
 
     @property
     def info(self) -> DataInfo:
@@ -92,6 +94,32 @@ class WeightDataModule(L.LightningDataModule):
         assert self._splits is not None
         return {"name": self.info.name, **{f"num_{k}": len(v) for k, v in self._splits.items()},
                 "architectures": [s.describe() for s in self.info.specs]}
+
+
+REQUIRED_SPLITS = ("train", "val", "test")
+
+
+def check_splits(splits: dict[str, WeightDataset], info: DataInfo) -> None:
+    """Refuse, before any training, a dataset with a missing or empty split, or class ids it does not declare.
+
+    Every run needs all three: without training networks there is nothing to fit, without
+    validation networks no best checkpoint is chosen, without test networks no test metric is
+    reported, and each of these used to surface late (a crash deep in Lightning, or exit code 0
+    with nothing to show).  Classification targets must be class ids below ``info.num_outputs``,
+    the number of classes the dataset declares.  Applies to every registered dataset.
+    """
+    source = next((str(info.extra[k]) for k in ("splits_file", "root", "folder") if info.extra.get(k)), None)
+    where = f"dataset '{info.name}'" + (f" ({source})" if source else "")
+    for name in REQUIRED_SPLITS:
+        if name not in splits or len(splits[name]) == 0:
+            raise NnzooError(f"{where} has no {name} networks: the {name} split is empty; a run needs train, val "
+                             "and test networks, so fix or replace the data (or, for built data, enlarge data.build)")
+        targets = splits[name].targets
+        if info.task == "classification" and len(targets):
+            low, high = int(targets.min()), int(targets.max())
+            if targets.is_floating_point() or low < 0 or high >= info.num_outputs:
+                raise NnzooError(f"{where}: {name} labels span {low}..{high} but the dataset declares "
+                                 f"{info.num_outputs} classes; fix or replace the data")
 
 
 def create_datamodule(name: str, **kwargs: Any) -> WeightDataModule:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -44,11 +45,16 @@ class InrDataModule(WeightDataModule):
         self.source = source
         self.spec = siren_spec(tuple(widths), w0=w0, output_offset=output_offset)
         known = {f.name for f in fields(InrBuildConfig)}
+        if build is not None and not isinstance(build, Mapping):
+            raise NnzooError(f"data.build must be a mapping of build options ({', '.join(sorted(known))}), "
+                             f"got {type(build).__name__}")
         unknown = set(build or {}) - known
         if unknown:
             raise NnzooError(f"unknown data.build option(s) {sorted(unknown)}; known: {', '.join(sorted(known))}")
         self.build_config = InrBuildConfig(**{"source": source, "widths": tuple(widths), "w0": w0,
                                               **(build or {})})
+        if self.root is None and self.splits_file is None:  # the recipe will be used: check it now, not mid-build
+            self.build_config.validate()
         self.build_info: dict[str, Any] | None = None
 
     def _locate(self) -> Path:
@@ -69,19 +75,17 @@ class InrDataModule(WeightDataModule):
 
     def load(self) -> tuple[dict[str, WeightDataset], DataInfo]:
         splits_file = self._locate()
+        # the ten digit classes are declared here, never inferred from the largest label in the file
         data = load_dwsnets(splits_file, self.spec, root=self.root, statistics_path=self.statistics_file,
-                            cache_dir=self.cache_dir / "cache")
-        if len(data.params["train"]) == 0:
-            raise NnzooError(f"{splits_file} lists no training INRs")
+                            cache_dir=self.cache_dir / "cache", num_classes=len(DIGITS))
         stats = inr_statistics(data, self.spec, self.normalize)
-        num_classes = int(max(int(data.labels[s].max()) for s in SPLITS if len(data.labels[s])) + 1)
         datasets = {s: WeightDataset.homogeneous(self.spec, data.params[s], data.labels[s]) for s in SPLITS}
         extra = {"splits_file": str(splits_file)}
         if self.build_info is not None:
             extra["build"] = {"recipe": self.build_info["recipe"], "psnr_db": self.build_info["psnr_db"]}
         info = DataInfo(name="mnist_inr" if self.source == "mnist" else f"{self.source}_inr",
-                        task="classification", num_outputs=num_classes, specs=(self.spec,), stats=stats,
-                        class_names=[str(i) for i in range(num_classes)], extra=extra)
+                        task="classification", num_outputs=len(DIGITS), specs=(self.spec,), stats=stats,
+                        class_names=list(DIGITS), extra=extra)
         return datasets, info
 
 
@@ -89,6 +93,20 @@ FMNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal
                   "Ankle boot"]
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 DIGITS = [str(i) for i in range(10)]
+
+
+def check_class_names(names: Any, default: list[str]) -> list[str]:
+    """``data.class_names`` (or the dataset's own), checked: at least two distinct strings.
+
+    Their number is the number of classes the dataset declares; labels outside it are refused.
+    """
+    if names is None:
+        return list(default)
+    if (isinstance(names, (str, bytes)) or not isinstance(names, (list, tuple)) or len(names) < 2
+            or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names)):
+        raise NnzooError(f"data.class_names must be a list of at least two distinct names (default: "
+                         f"{len(default)} classes, {default[0]!r}..{default[-1]!r}), got {str(names)[:60]}")
+    return list(names)
 
 
 def inr_statistics(data: InrSplits, spec: Any, normalize: str) -> dict[str, Any]:
@@ -146,7 +164,7 @@ class FmnistInrDataModule(WeightDataModule):
         self.statistics_file = Path(statistics).expanduser() if statistics else None
         self.normalize = check_normalize(normalize)
         self.spec = siren_spec(tuple(widths), w0=w0, output_offset=output_offset)
-        self.class_names = list(class_names or FMNIST_CLASSES)
+        self.class_names = check_class_names(class_names, FMNIST_CLASSES)
 
     def _locate(self) -> Path:
         if self.splits_file is not None:
@@ -165,7 +183,7 @@ class FmnistInrDataModule(WeightDataModule):
     def load(self) -> tuple[dict[str, WeightDataset], DataInfo]:
         splits_file = self._locate()
         data = load_dwsnets(splits_file, self.spec, root=self.root, statistics_path=self.statistics_file,
-                            cache_dir=self.cache_dir / "cache")
+                            cache_dir=self.cache_dir / "cache", num_classes=len(self.class_names))
         return _classification_data("fmnist_inr", self.spec, data, self.class_names, splits_file,
                                     {"splits_file": str(splits_file)}, self.normalize)
 
@@ -196,9 +214,12 @@ class NfnSirenDataModule(WeightDataModule):
         super().__init__(**kwargs)
         self.root = Path(root).expanduser() if root else None
         self.spec = siren_spec(tuple(widths or (2, 32, 32, self.out_channels)), w0=w0, output_offset=output_offset)
-        self.include_aug = int(include_aug)
+        if isinstance(include_aug, bool) or not isinstance(include_aug, int) or include_aug < 0:
+            raise NnzooError(f"data.include_aug must be a whole number >= 0 (augmented copies per training INR), "
+                             f"got {str(include_aug)[:40]!r}")
+        self.include_aug = include_aug
         self.prefix = prefix
-        self.class_names = list(class_names or self.default_class_names)
+        self.class_names = check_class_names(class_names, self.default_class_names)
 
     def _locate(self) -> Path:
         if self.root is None:

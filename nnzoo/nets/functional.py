@@ -260,7 +260,7 @@ def state_dict_to_params(state_dict: Mapping[str, object], spec: NetworkSpec,
         raise NnzooError(f"{source}: tensor '{key}' (shape {_shape(value)}) has no place in {spec.describe()} "
                          f"(matched {how}){counts}; wrong architecture")
     if not torch.isfinite(flat).all():
-        raise NnzooError(f"{source} contains NaN or Inf weights; re-fit or remove this network")
+        raise NnzooError(f"{source} contains NaN or Inf weights; re-fit or replace this network")
     return flat
 
 

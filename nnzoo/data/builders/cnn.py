@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -30,8 +31,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from nnzoo.data.builders.cache import BUILD_INFO, build_once
-from nnzoo.data.images import load_images
-from nnzoo.errors import NnzooError
+from nnzoo.data.images import IMAGE_SOURCES, load_images
+from nnzoo.errors import NnzooError, check_choice
 from nnzoo.io import write_json
 from nnzoo.nets.cnn import INITS, cnn_forward, cnn_init
 from nnzoo.nets.spec import LayerSpec, NetworkSpec
@@ -58,6 +59,59 @@ class CnnBuildConfig:
     def key(self, kind: str) -> str:
         blob = json.dumps({"kind": kind, **asdict(self)}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def check(self, kind: str) -> "CnnBuildConfig":
+        """Refuse a recipe that cannot build a usable zoo, before any image is loaded or CNN trained.
+
+        ``kind`` is ``cnn_zoo`` or ``cnn_wild_park``.  Limits that depend on the image source (how many
+        images it ships) are checked by :func:`shipped_images`, still before training."""
+        check_choice("data.build.source", self.source, tuple(IMAGE_SOURCES))
+        park = kind == "cnn_wild_park"
+        _check_int("architectures", self.architectures, 1)
+        if park:
+            _check_int("size", self.size, max(3, self.architectures),
+                       f" (data.build.architectures={self.architectures}: at least one CNN per architecture, and "
+                       "1 train, 1 val and 1 test network)")
+        else:
+            _check_int("size", self.size, 4, " (the split protocol needs 2 test, 1 val and 1 train network)")
+        _check_int("steps", self.steps, 1)
+        _check_int("batch_size", self.batch_size, 1)
+        if park:  # stride 1, 'same' padding: any size runs
+            _check_int("image_size", self.image_size, 1, " (MNIST digits are 28x28)", MAX_IMAGE_SIZE)
+        else:
+            smallest = _smallest_input(small_zoo_spec())
+            _check_int("image_size", self.image_size, smallest, f" (3 x conv 3x3 stride 2 need {smallest} pixels; "
+                       "MNIST digits are 28x28)", MAX_IMAGE_SIZE)
+        _check_int("test_images", self.test_images, 1)
+        _check_int("chunk_size", self.chunk_size, 1)
+        _check_int("seed", self.seed, 0, "", 2 ** 63 - 1)
+        return self
+
+
+MAX_IMAGE_SIZE = 64  # upsampling the 28x28 digits further only costs memory: 5,000 images at 64x64 are 80 MB
+
+
+def _check_int(key: str, value: object, low: int, why: str = "", high: int | None = None) -> None:
+    """One-line refusal of ``data.build.<key>`` unless it is an integer in ``[low, high]``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low or (
+            high is not None and value > high):
+        allowed = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+        raise NnzooError(f"data.build.{key} must be {allowed}{why}, got {value!r}")
+
+
+def small_zoo_spec() -> NetworkSpec:
+    """The ``cnn_zoo`` architecture (imported lazily: the format module imports this package)."""
+    from nnzoo.data.formats.small_cnn_zoo import small_cnn_spec
+    return small_cnn_spec("relu")
+
+
+def _smallest_input(spec: NetworkSpec) -> int:
+    """Smallest square image on which every (unpadded) conv of ``spec`` still has an output pixel."""
+    size = 1
+    for layer in reversed([layer for layer in spec.layers if layer.kind == "conv"]):
+        if isinstance(layer.padding, int):
+            size = (size - 1) * layer.stride + layer.kernel_size[0] - 2 * layer.padding
+    return max(size, 1)
 
 
 # --------------------------------------------------------------- hyperparameters
@@ -87,11 +141,16 @@ class Images:
 def shipped_images(config: CnnBuildConfig) -> Images:
     """Shipped digits resized to ``image_size`` and split into a training pool and a test set."""
     x, y = load_images(config.source)
+    if config.test_images >= len(x):
+        raise NnzooError(f"data.build.test_images must be an integer in [1, {len(x) - 1}] ({config.source} ships "
+                         f"{len(x)} images, some must be left for training), got {config.test_images}")
+    if config.batch_size > len(x) - config.test_images:
+        raise NnzooError(f"data.build.batch_size must be an integer in [1, {len(x) - config.test_images}] (the "
+                         f"{config.source} images left for training after data.build.test_images="
+                         f"{config.test_images}), got {config.batch_size}")
     x = F.interpolate(x.unsqueeze(1), size=(config.image_size,) * 2, mode="bilinear", antialias=True,
                       align_corners=False)
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(1234))  # fixed, recipe-independent
-    if config.test_images >= len(x):
-        raise NnzooError(f"test_images={config.test_images} leaves no training images ({len(x)} in total)")
     test, train = order[:config.test_images], order[config.test_images:]
     return Images(x[train], y[train], x[test], y[test])
 
@@ -174,6 +233,7 @@ def train_networks(spec: NetworkSpec, hps: list[dict[str, object]], images: Imag
 # ---------------------------------------------------------------------- cnn_zoo
 def build_cnn_zoo(cache_root: str | os.PathLike, config: CnnBuildConfig) -> Path:
     """The folder of the Small-CNN-Zoo-format dataset for ``config``, built first if needed."""
+    config.check("cnn_zoo")
     return build_once(Path(cache_root) / f"cnn_zoo-{config.key('cnn_zoo')}", lambda d: _build_cnn_zoo(d, config))
 
 
@@ -262,6 +322,8 @@ def sample_architecture(generator: torch.Generator, channels_in: int = 1, classe
 
 
 def build_cnn_wild_park(cache_root: str | os.PathLike, config: CnnBuildConfig) -> Path:
+    """The folder of the CNN park dataset for ``config``, built first if needed."""
+    config.check("cnn_wild_park")
     return build_once(Path(cache_root) / f"cnn_wild_park-{config.key('cnn_wild_park')}",
                       lambda d: _build_wild_park(d, config))
 

@@ -50,36 +50,88 @@ class CnnPark:
     splits: dict[str, Tensor]  # split -> network ids
 
 
+def _park_spec(entry: object, g: int, index: Path) -> tuple[NetworkSpec, str]:
+    """Architecture ``g`` of the index: its spec and file name, or a one-line refusal naming the index."""
+    try:
+        spec = NetworkSpec.from_dict(entry["spec"])
+        file = entry["file"]
+    except (KeyError, TypeError, ValueError, AttributeError, NnzooError) as exc:
+        raise NnzooError(f"{index}: architecture {g} is malformed ({exc.__class__.__name__}: {exc}); fix or rebuild "
+                         "the park") from None
+    if not isinstance(file, str) or file in ("", ".", "..") or Path(file).name != file:
+        raise NnzooError(f"{index}: architecture {g} names file {file!r}; it must be a file name inside the park "
+                         "folder; fix or rebuild the park")
+    for i, layer in enumerate(spec.layers):
+        sizes = (layer.in_features, layer.out_features, layer.stride, *layer.kernel_size)
+        if any(isinstance(v, bool) or not isinstance(v, int) for v in sizes) or layer.stride < 1 \
+                or min(layer.kernel_size) < 1 or not (layer.padding in ("same", "valid") or (
+                    isinstance(layer.padding, int) and not isinstance(layer.padding, bool) and layer.padding >= 0)):
+            raise NnzooError(f"{index}: architecture {g} layer {i} has sizes {layer.in_features}->"
+                             f"{layer.out_features}, kernel {layer.kernel_size}, stride {layer.stride!r}, padding "
+                             f"{layer.padding!r}; sizes, kernel and stride must be integers >= 1, padding an integer "
+                             ">= 0, 'same' or 'valid'; fix or rebuild the park")
+    return spec, file
+
+
+def _park_tensors(blob: object, spec: NetworkSpec, file: Path) -> tuple[Tensor, Tensor]:
+    """``params (n, P)`` and ``test_accuracy (n,)`` of one park file, checked: shapes, finite weights,
+    accuracies in [0, 1] (the regression targets)."""
+    p, a = (blob.get("params"), blob.get("test_accuracy")) if isinstance(blob, dict) else (None, None)
+    if not isinstance(p, Tensor) or not isinstance(a, Tensor) or p.dim() != 2 or a.dim() != 1 or len(p) != len(a):
+        shapes = (f"'params' {tuple(p.shape)}, 'test_accuracy' {tuple(a.shape)}"
+                  if isinstance(p, Tensor) and isinstance(a, Tensor) else "other contents")
+        raise NnzooError(f"{file} must hold 'params' (n, P) and 'test_accuracy' (n,) tensors, not {shapes}; fix or "
+                         "rebuild the park")
+    if not p.is_floating_point() or not a.is_floating_point():
+        raise NnzooError(f"{file}: 'params' is {p.dtype} and 'test_accuracy' {a.dtype}; both must be floating point; "
+                         "fix or rebuild the park")
+    if len(p) == 0:
+        raise NnzooError(f"{file} holds no networks; fix or rebuild the park")
+    if p.shape[1] != spec.num_params:
+        raise NnzooError(f"{file}: rows have {p.shape[1]} parameters but {spec.describe()} needs "
+                         f"{spec.num_params}; wrong architecture")
+    p, a = p.float(), a.float()  # a float64 value beyond float32's range becomes inf here: cast, then check
+    bad = (~torch.isfinite(p).all(dim=1)).nonzero().flatten()
+    if len(bad):
+        raise NnzooError(f"{file}: {len(bad)} networks hold NaN or Inf weights, the first is row {int(bad[0])}; "
+                         "rebuild the zoo or drop those networks")
+    bad = (~((a >= 0) & (a <= 1))).nonzero().flatten()  # NaN fails both comparisons
+    if len(bad):
+        raise NnzooError(f"{file}: row {int(bad[0])} of 'test_accuracy' is {a[bad[0]].item()}; accuracies must be "
+                         "finite fractions in [0, 1]; fix or rebuild the park")
+    return p, a
+
+
 def load_cnn_park(folder: str | os.PathLike, seed: int = 0) -> CnnPark:
+    """Read a park; every architecture entry and file is checked before the split is drawn."""
     folder = Path(folder)
     if not folder.is_dir():
         raise NnzooError(f"CNN park folder not found: {folder} (leave data.root empty to build one offline)")
     index = read_json(folder / INDEX, "CNN park index")
-    if not isinstance(index, dict) or index.get("format") != FORMAT or not index.get("architectures"):
-        raise NnzooError(f"{folder / INDEX} is not an nnzoo CNN park index (format '{FORMAT}')")
-    specs, params, groups, rows, accs = [], [], [], [], []
+    entries = index.get("architectures") if isinstance(index, dict) else None
+    if not isinstance(index, dict) or index.get("format") != FORMAT or not isinstance(entries, list) or not entries:
+        raise NnzooError(f"{folder / INDEX} is not an nnzoo CNN park index (format '{FORMAT}' with a non-empty "
+                         "'architectures' list); fix or rebuild the park")
+    if index.get("version") != 1:
+        raise NnzooError(f"{folder / INDEX} has version {index.get('version')!r}; this nnzoo reads version 1; fix "
+                         "or rebuild the park")
+    specs, params, groups, rows, accs, files = [], [], [], [], [], {}
     for g, entry in enumerate(index["architectures"]):
-        try:
-            spec = NetworkSpec.from_dict(entry["spec"])
-            file = folder / entry["file"]
-        except (KeyError, TypeError) as exc:
-            raise NnzooError(f"{folder / INDEX}: architecture {g} is malformed ({exc.__class__.__name__}: {exc})"
-                             ) from None
-        blob = load_tensors(file, "CNN park file")
-        p, a = (blob.get("params"), blob.get("test_accuracy")) if isinstance(blob, dict) else (None, None)
-        if not isinstance(p, Tensor) or not isinstance(a, Tensor) or p.dim() != 2 or len(p) != len(a):
-            raise NnzooError(f"{file} must hold 'params' (n, P) and 'test_accuracy' (n,) tensors")
-        if p.shape[1] != spec.num_params:
-            raise NnzooError(f"{file}: rows have {p.shape[1]} parameters but {spec.describe()} needs "
-                             f"{spec.num_params}; wrong architecture")
-        if not torch.isfinite(p).all():
-            raise NnzooError(f"{file} contains NaN or Inf weights; rebuild the zoo or drop those networks")
+        spec, name = _park_spec(entry, g, folder / INDEX)
+        if name in files:  # the same networks twice: they could land in train and test
+            raise NnzooError(f"{folder / INDEX}: architectures {files[name]} and {g} both name {name}; fix or rebuild "
+                             "the park")
+        files[name] = g
+        p, a = _park_tensors(load_tensors(folder / name, "CNN park file"), spec, folder / name)
         specs.append(spec)
-        params.append(p.float())
+        params.append(p)
         groups.append(torch.full((len(p),), g, dtype=torch.long))
         rows.append(torch.arange(len(p)))
-        accs.append(a.float())
+        accs.append(a)
     n = sum(len(p) for p in params)
+    if n < 3:
+        raise NnzooError(f"{folder / INDEX}: the park holds {n} network(s); an 80/10/10 split with non-empty train, "
+                         "val and test needs at least 3")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     n_val = n_test = max(1, n // 10)
     splits = {"train": order[n_val + n_test:], "val": order[:n_val], "test": order[n_val:n_val + n_test]}

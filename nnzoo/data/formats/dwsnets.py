@@ -15,8 +15,10 @@ On disk (as published by Navon et al. 2023 and used by Neural Graphs):
   ``(out, 1)``.
 
 :func:`load_dwsnets` reads all of it (once; a consolidated tensor cache makes
-later loads instant) and :func:`write_dwsnets` writes it, which the offline
-builder and the tests use, so both paths go through the same reader.
+later loads cost one ``stat`` per file) and :func:`write_dwsnets` writes it, which
+the offline builder and the tests use, so both paths go through the same reader.
+Splits files are treated as untrusted data: labels, empty or overlapping splits
+and paths leading out of the dataset root are refused before any INR is read.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +43,7 @@ from nnzoo.nets.spec import NetworkSpec
 from nnzoo.progress import progress_bar
 
 SPLITS = ("train", "val", "test")
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: labels no longer cached; file stamps stored and checked
 
 
 @dataclass
@@ -101,9 +105,45 @@ def entrywise_statistics(params: Tensor, spec: NetworkSpec) -> dict[str, dict[st
 
 
 # --------------------------------------------------------------------- reading
-def read_splits(splits_path: str | os.PathLike) -> dict[str, tuple[list[str], list[int]]]:
-    """Parse a splits JSON into ``{split: (paths, int labels)}`` with one-line errors."""
-    data = read_json(splits_path, "splits file")
+_DIGITS = re.compile(r"[0-9]{1,18}")  # ASCII only: str.isdigit() also accepts '²' and other scripts' digits
+_UNDECLARED_CLASSES = 2**31  # label bound when a caller declares no class count (labels must fit int64 anyway)
+_FIX_SPLITS = "fix or replace the splits file"
+
+
+def _short(value: Any) -> str:
+    """``repr`` of a user value, cut to fit a one-line error."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _class_index(value: Any, num_classes: int) -> int | None:
+    """``value`` as a class index in ``[0, num_classes)``, or None when it is not one.
+
+    JSON integers are accepted (the neural-graphs ``fmnist_splits.json`` stores ints), and so are
+    strings of decimal digits, because the public MNIST splits store labels as strings (``"7"``).
+    Floats (3.7, but also 3.0 and NaN), booleans (Python ints too) and anything else are refused
+    rather than truncated into a plausible class.
+    """
+    if isinstance(value, str) and _DIGITS.fullmatch(value):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < num_classes:
+        return None
+    return value
+
+
+def read_splits(splits_path: str | os.PathLike,
+                num_classes: int | None = None) -> dict[str, tuple[list[str], list[int]]]:
+    """Parse and check a splits JSON into ``{split: (paths, labels)}``; one-line errors name the file.
+
+    Every split must list at least one INR (an empty val split trains without model selection, an
+    empty test split reports nothing), paths must be strings, and labels class indices below
+    ``num_classes``: the dataset declares its classes, they are never inferred from the largest
+    label (a stray ``"99"`` must not turn MNIST into a 100-class problem).  Without
+    ``num_classes`` (direct calls) only non-negative labels below 2**31 are required.
+    """
+    data = read_json(splits_path, "splits file")  # one line for bad JSON, integers of > 4,300 digits too
+    bound = _UNDECLARED_CLASSES if num_classes is None else num_classes
+    allowed = f"0..{bound - 1}" if num_classes is not None else "0 or more"
     result = {}
     for split in SPLITS:
         entry = data.get(split) if isinstance(data, dict) else None
@@ -114,31 +154,146 @@ def read_splits(splits_path: str | os.PathLike) -> dict[str, tuple[list[str], li
         paths, labels = entry["path"], entry["label"]
         if len(paths) != len(labels):
             raise NnzooError(f"splits file {splits_path}: '{split}' has {len(paths)} paths but {len(labels)} labels")
-        try:
-            result[split] = (list(map(str, paths)), [int(v) for v in labels])
-        except (TypeError, ValueError):
-            raise NnzooError(f"splits file {splits_path}: '{split}' labels must be integers "
-                             "(or strings of integers)") from None
+        if not paths:
+            raise NnzooError(f"splits file {splits_path}: the '{split}' split is empty; train, val and test must "
+                             f"each list at least one INR; {_FIX_SPLITS}")
+        for i, path in enumerate(paths):
+            if not isinstance(path, str) or not path.strip() or "\x00" in path:
+                raise NnzooError(f"splits file {splits_path}: '{split}' path #{i} is {_short(path)}, not a file "
+                                 f"path; {_FIX_SPLITS}")
+        ints = []
+        for i, value in enumerate(labels):
+            index = _class_index(value, bound)
+            if index is None:
+                raise NnzooError(f"splits file {splits_path}: '{split}' label #{i} is {_short(value)}, not a class "
+                                 f"index {allowed} (an integer, or a string of digits as in the public MNIST "
+                                 f"splits); {_FIX_SPLITS}")
+            ints.append(index)
+        result[split] = (paths, ints)
     return result
 
 
-def _path_resolver(splits_path: Path, first: str, root: Path | None):
-    """Find how the JSON's paths map to files on this machine (decided once, from the first path).
+def is_within(real: str, real_root: str) -> bool:
+    """Whether the resolved path ``real`` lies inside the resolved folder ``real_root``."""
+    return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
 
-    Published splits hold paths relative to wherever they were generated
-    (e.g. ``dataset/mnist-inrs/...``), so we try the splits file's folder, its
-    parents and ``root``, also with leading path components dropped.
+
+class _RealPaths:
+    """``os.path.realpath`` of many normalised absolute paths without ``..``: each folder is resolved once
+    (one ``lstat``), then each file costs one ``lstat``; several times faster than ``realpath`` on the
+    70,000 public INRs, which are checked on every load."""
+
+    def __init__(self) -> None:
+        self.folders: dict[str, str] = {}
+
+    def folder(self, path: str) -> str:
+        real = self.folders.get(path)
+        if real is None:
+            parent, name = os.path.split(path)
+            if parent == path:  # the filesystem root
+                real = os.path.realpath(path)
+            else:
+                real = self.step(self.folder(parent), name)
+            self.folders[path] = real
+        return real
+
+    @staticmethod
+    def step(real_parent: str, name: str) -> str:
+        """The real path of ``name`` inside the already resolved folder ``real_parent``."""
+        if name in ("", "."):
+            return real_parent
+        if name == "..":
+            return os.path.dirname(real_parent)
+        joined = real_parent + name if real_parent.endswith(os.sep) else real_parent + os.sep + name
+        return os.path.realpath(joined) if os.path.islink(joined) else joined
+
+    def __call__(self, path: str) -> str:
+        parent, name = os.path.split(path)
+        return self.step(self.folder(parent), name)
+
+
+def _parts(entry: str) -> list[str]:
+    """``Path(entry).parts`` without pathlib's cost (70,000 entries): ``.`` and empty components dropped."""
+    parts = [part for part in entry.split("/") if part not in ("", ".")]
+    return ["/", *parts] if entry.startswith("/") else parts
+
+
+def resolve_inr_files(splits_path: str | os.PathLike, entries: dict[str, tuple[list[str], list[int]]],
+                      root: str | os.PathLike | None = None) -> tuple[dict[str, list[str]], list[str]]:
+    """Map every listed INR to a file inside the dataset root, refusing entries that escape it.
+
+    Returns the files as listed (for reading and messages) per split, and their resolved paths
+    in split order (for the cache key).
+
+    The dataset root is ``root`` (``data.root``) when given, else the splits file's folder.
+    Published splits hold paths relative to wherever they were generated (e.g.
+    ``dataset/mnist-inrs/...``), so leading path components may be dropped: how many is decided
+    once, from the first train entry.  Absolute entries are allowed deliberately (a splits file
+    generated on this machine with an absolute data path lists them) but obey the same rule, and
+    one from another machine that does not exist here is remapped like a relative one.
+
+    The rule: every entry must resolve, after following symlinks and ``..``, inside the dataset
+    root.  A splits file is data that is often downloaded, so an entry like
+    ``../../../etc/passwd`` or a symlink to ``/etc/shadow`` must not make the loader open (and
+    then blame) files that are not part of the dataset.  A dataset folder that is itself a symlink
+    is fine; files symlinked in from elsewhere need ``data.root`` pointed at where they really are.
+    A test file also listed in train or val is refused too (it would inflate the test scores);
+    train/val overlap is tolerated, it only biases checkpoint selection.
     """
-    bases = [b for b in (root, splits_path.parent, *splits_path.parent.parents[:2], Path.cwd()) if b is not None]
-    p = Path(first)
-    if p.is_absolute() and p.exists():
-        return lambda s: Path(s)
-    for base in bases:
-        for drop in range(len(p.parts)):
-            if (base / Path(*p.parts[drop:])).exists():
-                return lambda s, base=base, drop=drop: base / Path(*Path(s).parts[drop:])
-    raise NnzooError(f"INR file '{first}' listed in {splits_path} was not found under {splits_path.parent} "
-                     "or its parents; pass data.root=<folder holding the INR directories>")
+    splits_path = Path(splits_path)
+    base = Path(os.path.abspath(root if root is not None else splits_path.parent))
+    real_base = os.path.realpath(base)
+    fix = f"keep dataset files inside {base}, or pass data.root=<the folder that holds them>"
+    first = entries["train"][0][0]
+    first_parts = _parts(first)
+    drop, outside = None, None
+    for n in range(len(first_parts)):
+        candidate = base.joinpath(*first_parts[n:])
+        if candidate.exists():
+            if is_within(os.path.realpath(candidate), real_base):
+                drop = n
+                break
+            outside = outside or candidate
+    if drop is None:
+        if outside is not None:
+            raise NnzooError(f"INR file '{first}' listed in {splits_path} resolves outside the dataset root {base} "
+                             f"(to {os.path.realpath(outside)}); {fix}")
+        raise NnzooError(f"INR file '{first}' listed in {splits_path} was not found under {base}; pass "
+                         "data.root=<folder holding the INR directories>")
+    files: dict[str, list[str]] = {}
+    reals: list[str] = []
+    seen: dict[str, str] = {}
+    realpath = _RealPaths()
+    for split in SPLITS:
+        files[split] = []
+        for entry in entries[split][0]:
+            parts = _parts(entry)[drop:]
+            file = os.path.join(base, *parts)
+            real = os.path.realpath(file) if ".." in parts else realpath(file)
+            reals.append(real)
+            if not is_within(real, real_base):
+                raise NnzooError(f"INR file '{entry}' listed in {splits_path} ('{split}') resolves outside the "
+                                 f"dataset root {base} (to {real}); {fix}")
+            first_split = seen.setdefault(real, split)
+            if first_split != split and "test" in (first_split, split):
+                raise NnzooError(f"splits file {splits_path} lists '{entry}' in both '{first_split}' and '{split}'; "
+                                 f"a test INR must not also be trained or selected on; {_FIX_SPLITS}")
+            files[split].append(file)
+    return files, reals
+
+
+def file_stamps(files: list[str] | list[Path]) -> Tensor:
+    """``(N, 2)`` int64 ``(size, mtime_ns)`` of each file (stat only: cheap), ``-1`` where it is missing
+    or not a regular file."""
+    rows = []
+    for file in files:
+        try:
+            st = os.stat(file)
+        except (OSError, ValueError):
+            rows.append((-1, -1))
+            continue
+        rows.append((st.st_size, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else (-1, -1))
+    return torch.tensor(rows, dtype=torch.long).reshape(len(files), 2)
 
 
 def read_statistics(path: str | os.PathLike, spec: NetworkSpec) -> dict[str, list[list[float]]]:
@@ -152,8 +307,11 @@ def read_statistics(path: str | os.PathLike, spec: NetworkSpec) -> dict[str, lis
         stats: dict[str, list[list[float]]] = {}
         for key, role in (("weights", "weight"), ("biases", "bias")):
             rows = []
-            for mean_e, std_e in zip(raw[key]["mean"], raw[key]["std"]):
+            for layer, (mean_e, std_e) in enumerate(zip(raw[key]["mean"], raw[key]["std"])):
                 mean_e, std_e = mean_e.double(), std_e.double()
+                if not (bool(torch.isfinite(mean_e).all()) and bool(torch.isfinite(std_e).all())):
+                    raise NnzooError(f"statistics file {path}: {key} of layer {layer} hold NaN or Inf, which would "
+                                     "make every input NaN; fix or replace it (or omit data.statistics)")
                 mean = mean_e.mean().item()
                 var = (std_e.pow(2) + mean_e.pow(2)).mean().item() - mean * mean
                 rows.append([mean, max(var, 0.0) ** 0.5 or 1.0])
@@ -166,62 +324,85 @@ def read_statistics(path: str | os.PathLike, spec: NetworkSpec) -> dict[str, lis
     return stats
 
 
+def _stamps_match(stored: Any, current: Tensor) -> bool:
+    """Whether the cached files are unchanged: same size and mtime wherever the file still exists."""
+    if not isinstance(stored, Tensor) or stored.shape != current.shape:
+        return False
+    present = current[:, 0] >= 0
+    return bool(torch.equal(stored[present], current[present]))
+
+
 def cached_tensors(cache_dir: str | os.PathLike | None, tag: str, key: list[Any],
-                   build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+                   build: Callable[[], dict[str, Any]], stamps: Tensor | None = None) -> dict[str, Any]:
     """``build()``'s tensors, cached as ``cache_dir/{tag}-{hash(key)}.pt`` (no cache if ``cache_dir`` is None).
 
-    ``key`` (JSON-able) must fingerprint everything the tensors depend on: the
-    files' paths, sizes and mtimes, the architecture, the loader's options.
-    Shared by the INR format loaders so that tens of thousands of small
-    ``.pth`` files are read only once.
+    ``key`` (JSON-able) must fingerprint what the tensors depend on: the files' paths, the
+    architecture, the loader's options.  ``stamps`` (:func:`file_stamps` of the data files, in a
+    fixed order) are stored with the tensors and compared on every load, so a data file replaced
+    after the first load (another size or mtime, e.g. swapped for a NaN one) rebuilds the cache
+    instead of being served stale; a file that has since been removed is still served from the
+    cache, which may outlive the raw files.  Shared by the INR format loaders so that tens of
+    thousands of small ``.pth`` files are read only once.
     """
     if cache_dir is None:
         return build()
     digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
     cache = Path(cache_dir) / f"{tag}-{digest}.pt"
     if cache.is_file():
-        return load_tensors(cache, "dataset cache")
+        blob = load_tensors(cache, "dataset cache")
+        if isinstance(blob, dict) and (stamps is None or _stamps_match(blob.get("stamps"), stamps)):
+            return blob
     blob = build()
+    if stamps is not None:
+        blob = {**blob, "stamps": stamps}
     save_tensors(cache, blob)
     return blob
 
 
 def load_dwsnets(splits_path: str | os.PathLike, spec: NetworkSpec, *, root: str | os.PathLike | None = None,
                  statistics_path: str | os.PathLike | None = None,
-                 cache_dir: str | os.PathLike | None = None) -> InrSplits:
+                 cache_dir: str | os.PathLike | None = None, num_classes: int | None = None) -> InrSplits:
     """Load a DWSNets-format INR dataset, checking every file against ``spec``.
 
-    With ``cache_dir`` the parsed tensors are cached (keyed by the splits file's
-    path, size and mtime), so the tens of thousands of small ``.pth`` files are
-    read only once.
+    Everything that can be checked without reading INRs is checked first, so a bad dataset fails
+    in seconds, not after minutes of reading: the splits (:func:`read_splits`, labels below
+    ``num_classes``), where each file resolves (:func:`resolve_inr_files`: inside the dataset
+    root, in one split only) and the statistics file.  With ``cache_dir`` the parsed parameters
+    are cached, keyed by the resolved files and the architecture and checked against every file's
+    size and mtime (:func:`cached_tensors`); labels always come from the splits file.
     """
     splits_path = Path(splits_path)
     if not splits_path.is_file():
         raise NnzooError(f"splits file not found: {splits_path}; pass data.splits=<path to *_splits.json> "
                          "or leave data.root empty to build the dataset offline")
+    entries = read_splits(splits_path, num_classes)
+    files, reals = resolve_inr_files(splits_path, entries, root)
+    statistics = read_statistics(statistics_path, spec) if statistics_path else None
+    ordered = [file for split in SPLITS for file in files[split]]
+    stamps = file_stamps(ordered)
 
     def read_all() -> dict[str, dict[str, Tensor]]:
-        entries = read_splits(splits_path)
-        resolve = _path_resolver(splits_path, entries["train"][0][0], Path(root) if root else None)
-        total = sum(len(paths) for paths, _ in entries.values())
-        params, labels = {}, {}
-        with progress_bar(total, f"reading INRs from {splits_path.name}") as advance:
-            for split, (paths, ints) in entries.items():
-                rows = torch.empty(len(paths), spec.num_params)
-                for i, rel in enumerate(paths):
-                    file = resolve(rel)
+        missing = torch.nonzero(stamps[:, 0] < 0).flatten()
+        if len(missing):
+            raise NnzooError(f"INR file {ordered[int(missing[0])]} listed in {splits_path} is missing or not a "
+                             f"regular file ({len(missing)} such); restore the files, or {_FIX_SPLITS}")
+        params = {}
+        with progress_bar(len(ordered), f"reading INRs from {splits_path.name}") as advance:
+            for split in SPLITS:
+                rows = torch.empty(len(files[split]), spec.num_params)
+                for i, file in enumerate(files[split]):
                     rows[i] = state_dict_to_params(read_state_dict(file), spec, source=file)
                     if i % 256 == 255:
                         advance(256)
-                advance(len(paths) % 256)
-                params[split], labels[split] = rows, torch.tensor(ints, dtype=torch.long)
-        return {"params": params, "labels": labels}
+                advance(len(files[split]) % 256)
+                params[split] = rows
+        return {"params": params}
 
-    st = splits_path.stat()
-    key = [_CACHE_VERSION, str(splits_path.resolve()), st.st_size, st.st_mtime_ns, spec.to_dict()]
-    blob = cached_tensors(cache_dir, "dwsnets", key, read_all)
-    statistics = read_statistics(statistics_path, spec) if statistics_path else None
-    return InrSplits(spec, blob["params"], blob["labels"], statistics)
+    listing = hashlib.sha256("\n".join(reals).encode()).hexdigest()
+    key = [_CACHE_VERSION, listing, spec.to_dict()]
+    blob = cached_tensors(cache_dir, "dwsnets", key, read_all, stamps=stamps)
+    labels = {split: torch.tensor(entries[split][1], dtype=torch.long) for split in SPLITS}
+    return InrSplits(spec, blob["params"], labels, statistics)
 
 
 def read_state_dict(file: Path) -> dict:

@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from nnzoo.data.formats.dwsnets import SPLITS, InrSplits, cached_tensors, read_state_dict
+from nnzoo.data.formats.dwsnets import SPLITS, InrSplits, cached_tensors, file_stamps, is_within, read_state_dict
 from nnzoo.errors import NnzooError
 from nnzoo.io import atomic_path
 from nnzoo.nets.functional import state_dict_to_params
@@ -46,7 +46,7 @@ VAL_START, TEST_START = 45_000, 50_000
 DEFAULT_PREFIX = "randinit_smaller"
 FOLDERS = {"mnist": "siren_mnist_wts", "fashion": "siren_fashion_wts", "cifar": "siren_cifar_wts"}
 _INDEX = re.compile(r"net(\d+)\.pth")
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: file stamps stored and checked
 
 Key = tuple[int, int]  # (label, image index)
 
@@ -106,6 +106,20 @@ def write_nfn_sirens(root: str | os.PathLike, spec: NetworkSpec, params: Mapping
 
 
 # --------------------------------------------------------------------- reading
+def _check_link(entry: os.DirEntry, root: Path) -> None:
+    """Refuse a symlinked folder or file that leads outside the dataset root.
+
+    Only symlinks need the (slower) real-path check: a plain entry of a folder inside the root is
+    inside it.  Same rule as the DWSNets splits entries (see ``resolve_inr_files``), so a planted
+    link to ``/etc/shadow`` is never opened.
+    """
+    if entry.is_symlink():
+        real = os.path.realpath(entry.path)
+        if not is_within(real, os.path.realpath(root)):
+            raise NnzooError(f"{entry.path} resolves outside the dataset root {root} (to {real}); keep dataset "
+                             f"files inside {root}, or pass data.root=<the folder that holds them>")
+
+
 def _class_folders(root: Path, prefix: str) -> list[tuple[int, Path]]:
     """``(label, folder)`` of the folders named exactly ``{prefix}_{digit}s`` (no aug copies)."""
     pattern = re.compile(rf"{re.escape(prefix)}_(\d)s")
@@ -113,11 +127,12 @@ def _class_folders(root: Path, prefix: str) -> list[tuple[int, Path]]:
     for entry in os.scandir(root):
         m = pattern.fullmatch(entry.name)
         if m and entry.is_dir():
+            _check_link(entry, root)
             found.append((int(m.group(1)), Path(entry.path)))
     return sorted(found)
 
 
-def _scan(folders: list[tuple[int, Path]], what: str) -> list[tuple[int, int, Path]]:
+def _scan(folders: list[tuple[int, Path]], what: str, root: Path) -> list[tuple[int, int, Path]]:
     """Sorted ``(index, label, file)`` of the ``net{idx}.pth`` files in ``folders``; duplicates are errors."""
     by_index: dict[int, tuple[int, int, Path]] = {}
     for label, folder in folders:
@@ -125,10 +140,11 @@ def _scan(folders: list[tuple[int, Path]], what: str) -> list[tuple[int, int, Pa
             m = _INDEX.fullmatch(entry.name)
             if not m:
                 continue
+            _check_link(entry, root)
             index = int(m.group(1))
             if index in by_index:
                 raise NnzooError(f"image index {index} appears twice in the {what}: {by_index[index][2]} and "
-                                 f"{entry.path}; remove one of them")
+                                 f"{entry.path}; keep only one of them in the dataset folder")
             by_index[index] = (index, label, Path(entry.path))
     return [by_index[i] for i in sorted(by_index)]
 
@@ -142,7 +158,9 @@ def load_nfn_sirens(root: str | os.PathLike, spec: NetworkSpec, *, include_aug: 
     augmented copies (``{prefix}_aug0_*`` ... ``{prefix}_aug{k-1}_*``), after
     the originals; val and test never use them.  ``InrSplits.ids`` holds every
     INR's image index.  With ``cache_dir`` the tensors are cached, keyed by the
-    folders' paths and mtimes (adding or removing files invalidates it).
+    folders' paths and mtimes and checked against every file's size and mtime (one ``stat`` each),
+    so an added, removed or rewritten file is read again.
+    Symlinked folders or files must lead inside ``root``.
     """
     root = Path(root)
     if not root.is_dir():
@@ -165,7 +183,7 @@ def load_nfn_sirens(root: str | os.PathLike, spec: NetworkSpec, *, include_aug: 
         files: dict[str, list[tuple[int, int, Path]]] = {s: [] for s in SPLITS}
         for name, folders in groups:
             what = f"{prefix}_{name + '_' if name else ''}{{label}}s folders of {root}"
-            items = _scan(folders, what)
+            items = _scan(folders, what, root)
             if not name and not items:
                 raise NnzooError(f"no net{{idx}}.pth files in the {prefix}_{{0..9}}s folders of {root}; "
                                  "the download may be incomplete")
@@ -187,7 +205,8 @@ def load_nfn_sirens(root: str | os.PathLike, spec: NetworkSpec, *, include_aug: 
                 out["ids"][split] = torch.tensor([index for index, _, _ in items], dtype=torch.long)
         return out
 
-    stamps = [[str(folder.resolve()), folder.stat().st_mtime_ns] for _, fs in groups for _, folder in fs]
-    key = [_CACHE_VERSION, prefix, include_aug, spec.to_dict(), stamps]
-    blob = cached_tensors(cache_dir, "nfn", key, read_all)
+    folders = [[str(folder.resolve()), folder.stat().st_mtime_ns] for _, fs in groups for _, folder in fs]
+    key = [_CACHE_VERSION, prefix, include_aug, spec.to_dict(), folders]
+    listed = sorted(str(f) for _, fs in groups for _, folder in fs for f in folder.glob("net*.pth"))
+    blob = cached_tensors(cache_dir, "nfn", key, read_all, stamps=file_stamps(listed))
     return InrSplits(spec, blob["params"], blob["labels"], ids=blob["ids"])

@@ -30,9 +30,11 @@ import csv
 import gzip
 import hashlib
 import io
+import math
 import os
 import random
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +45,7 @@ from torch import Tensor
 from nnzoo.data.builders.cache import BUILD_INFO
 from nnzoo.errors import NnzooError
 from nnzoo.io import atomic_path, write_text
-from nnzoo.nets.spec import LayerSpec, NetworkSpec
+from nnzoo.nets.spec import ACTIVATIONS, LayerSpec, NetworkSpec
 from nnzoo.progress import console
 
 FILES = ("weights.npy", "metrics.csv.gz", "layout.csv")
@@ -151,31 +153,124 @@ class CnnZoo:
     split_sha256: str | None = None
 
 
-def _read_layout(path: Path) -> list[tuple[str, tuple[int, ...], int, int]]:
+Layout = list[tuple[str, tuple[int, ...], int, int]]
+"""``(varname, shape, start_idx, end_idx)`` per row of ``layout.csv``."""
+
+_INT = re.compile(r"[+-]?[0-9]{1,15}")  # ASCII digits only: int() would also take "1_0" and other scripts' digits
+_LAYOUT_COLUMNS = ("varname", "shape", "start_idx", "end_idx")
+
+
+def _layout_int(text: str, what: str, path: Path, line: int) -> int:
+    if not _INT.fullmatch(text.strip()):
+        raise NnzooError(f"{path} line {line}: {what} is {text!r}, not an integer; fix or replace the file")
+    return int(text)
+
+
+def _parse_shape(text: str, name: str, path: Path, line: int) -> tuple[int, ...]:
+    """``"(3, 3, 1, 16)"`` -> ``(3, 3, 1, 16)``; brackets optional, every dimension a positive integer.
+
+    Strict on purpose: reading only the digits turned ``-3`` into ``3`` and ``2.5`` into ``(2, 5)``."""
+    inner = text.strip()
+    if inner.startswith(("(", "[")) and inner.endswith((")", "]")):
+        inner = inner[1:-1]
+    tokens = [t for t in re.split(r"[\s,]+", inner) if t]
+    fix = "dimensions must be positive integers, e.g. (3, 3, 1, 16); fix or replace the file"
+    if not tokens:
+        raise NnzooError(f"{path} line {line}: tensor {name} has an empty shape {text!r}; {fix}")
+    dims = []
+    for token in tokens:
+        if not _INT.fullmatch(token):
+            raise NnzooError(f"{path} line {line}: tensor {name} has shape {text!r} with dimension {token!r}; {fix}")
+        if int(token) < 1:
+            raise NnzooError(f"{path} line {line}: tensor {name} has shape {text!r} with dimension {int(token)}; {fix}")
+        dims.append(int(token))
+    return tuple(dims)
+
+
+def _read_layout(path: Path) -> Layout:
     if not path.is_file():
         raise NnzooError(f"layout file not found: {path}; a Small CNN Zoo folder holds {', '.join(FILES)}")
+    layout = []
     try:
-        with open(path, newline="") as fh:
-            rows = list(csv.DictReader(fh))
-        return [(r["varname"], tuple(int(v) for v in re.findall(r"\d+", r["shape"])), int(r["start_idx"]),
-                 int(r["end_idx"])) for r in rows]
-    except (KeyError, ValueError, TypeError, UnicodeDecodeError, csv.Error) as exc:
-        raise NnzooError(f"{path} is not a Small CNN Zoo layout (need columns varname, shape, start_idx, "
-                         f"end_idx): {exc.__class__.__name__}") from None
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            missing = [c for c in _LAYOUT_COLUMNS if c not in (reader.fieldnames or ())]
+            if missing:
+                raise NnzooError(f"{path} is not a Small CNN Zoo layout: it lacks column(s) {', '.join(missing)} "
+                                 f"(need {', '.join(_LAYOUT_COLUMNS)}); fix or replace the file")
+            for row in reader:
+                line = reader.line_num
+                if None in row or any(row[c] is None for c in _LAYOUT_COLUMNS):
+                    raise NnzooError(f"{path} line {line} does not have the {len(reader.fieldnames)} fields of "
+                                     "its header; fix or replace the file")
+                name = row["varname"].strip()
+                if not name:
+                    raise NnzooError(f"{path} line {line} has an empty varname; fix or replace the file")
+                layout.append((name, _parse_shape(row["shape"], name, path, line),
+                               _layout_int(row["start_idx"], f"start_idx of {name}", path, line),
+                               _layout_int(row["end_idx"], f"end_idx of {name}", path, line)))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise NnzooError(f"{path} is not a readable CSV layout ({exc.__class__.__name__}); fix or replace the "
+                         "file") from None
+    return layout
 
 
-def _read_metrics(path: Path) -> list[dict[str, str]]:
+def _read_metrics(path: Path) -> tuple[list[dict[str, str]], np.ndarray, np.ndarray]:
+    """Rows of ``metrics.csv.gz`` with their ``step`` and ``test_accuracy``, every row checked.
+
+    Accuracies are the regression targets: a NaN, an infinity or a percentage would only surface as a
+    NaN training loss much later, so they are refused here, naming row and column."""
     if not path.is_file():
         raise NnzooError(f"metrics file not found: {path}; a Small CNN Zoo folder holds {', '.join(FILES)}")
+    rows, lines = [], []
     try:
-        with gzip.open(path, "rt", newline="") as fh:
-            rows = list(csv.DictReader(fh))
-    except (OSError, EOFError, UnicodeDecodeError, csv.Error, gzip.BadGzipFile) as exc:
-        raise NnzooError(f"cannot read {path}: corrupt or not a gzipped CSV ({exc.__class__.__name__})") from None
-    missing = {"step", "test_accuracy"} - set(rows[0] if rows else {})
+        with gzip.open(path, "rt", newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            header = reader.fieldnames
+            for row in reader:
+                rows.append(row)
+                lines.append(reader.line_num)
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error, zlib.error) as exc:
+        raise NnzooError(f"cannot read {path}: corrupt or not a gzipped CSV ({exc.__class__.__name__}); fix or "
+                         "replace the file") from None
+    if not header:
+        raise NnzooError(f"{path} is empty (no header line); fix or replace the file")
+    doubled = sorted({c for c in header if header.count(c) > 1})
+    if doubled:
+        raise NnzooError(f"{path} has column(s) {doubled} more than once; fix or replace the file")
+    missing = {"step", "test_accuracy"} - set(header)
     if missing:
         raise NnzooError(f"{path} lacks column(s) {sorted(missing)}; is it a Small CNN Zoo metrics.csv.gz?")
-    return rows
+    if not rows:
+        raise NnzooError(f"{path} holds a header but no rows; fix or replace the file")
+    for i, (row, line) in enumerate(zip(rows, lines)):
+        if None in row or None in row.values():
+            raise NnzooError(f"{path}: row {i} (line {line}) does not have the {len(header)} fields of the header; "
+                             "fix or replace the file")
+
+    def column(name: str, ok, allowed: str) -> np.ndarray:
+        values = []
+        for i, row in enumerate(rows):
+            try:
+                value = float(row[name])
+            except ValueError:
+                value = math.nan
+            if not ok(value):
+                raise NnzooError(f"{path}: row {i} (line {lines[i]}), column {name}: {row[name]!r} is not "
+                                 f"{allowed}; fix or replace the file")
+            values.append(value)
+        return np.array(values)
+
+    steps = column("step", lambda v: math.isfinite(v) and v >= 0, "a finite step >= 0")
+    accuracy = column("test_accuracy", lambda v: 0.0 <= v <= 1.0,  # False for NaN
+                      "an accuracy in [0, 1] (a finite fraction, not a percentage)")
+    if "config.activation" in header:
+        for i, row in enumerate(rows):
+            if row["config.activation"] and row["config.activation"] not in ACTIVATIONS:
+                raise NnzooError(f"{path}: row {i} (line {lines[i]}), column config.activation: "
+                                 f"{row['config.activation']!r} is not one of {', '.join(ACTIVATIONS)}; fix or "
+                                 "replace the file")
+    return rows, steps, accuracy
 
 
 def _read_weights(path: Path) -> np.ndarray:
@@ -192,38 +287,132 @@ def _read_weights(path: Path) -> np.ndarray:
     return weights
 
 
-def spec_from_layout(layout: list[tuple[str, tuple[int, ...], int, int]], activation: str, stride: int = 2,
+# ------------------------------------------------------------------------ checking the layout
+def _role(name: str) -> str | None:
+    """``.../kernel:0`` -> ``weight``, ``.../bias:0`` -> ``bias``, anything else -> None."""
+    return {"kernel": "weight", "bias": "bias"}.get(name.rsplit("/", 1)[-1].split(":", 1)[0])
+
+
+_KERAS_LAYER = re.compile(r"(?P<prefix>.*/)?(?P<kind>conv2d|dense)(?:_(?P<n>[0-9]+))?")
+
+
+def _missing_layer_between(before: str | None, after: str) -> str:
+    """Name the Keras layer a numbering gap points to (``conv2d`` .. ``conv2d_2`` -> ``conv2d_1``), else ''."""
+    nxt = _KERAS_LAYER.fullmatch(after.rsplit("/", 1)[0])
+    if nxt is None:
+        return ""
+    prev = _KERAS_LAYER.fullmatch(before.rsplit("/", 1)[0]) if before else None
+    if prev is not None and (prev["prefix"], prev["kind"]) != (nxt["prefix"], nxt["kind"]):
+        return ""
+    low = int(prev["n"] or 0) + 1 if prev is not None else 0
+    if int(nxt["n"] or 0) <= low:
+        return ""
+    missing = (nxt["prefix"] or "") + nxt["kind"] + (f"_{low}" if low else "")
+    return f" (layer {missing}: its bias and kernel rows)"
+
+
+def _layout_layers(layout: Layout, source: Path | str, width: int | None = None
+                   ) -> list[dict[str, tuple[str, tuple[int, ...], int, int]]]:
+    """Check that the rows give each layer one kernel and one bias and tile ``[0, width)`` exactly.
+
+    Returns the layers in file order as ``{"weight": row, "bias": row}``.  Anything less would leave parts
+    of the converted parameters unwritten (uninitialised memory) or read one value into two tensors."""
+    fix = "fix or replace it"
+    if not layout:
+        raise NnzooError(f"{source} lists no tensors; {fix}")
+    layers: dict[str, dict[str, tuple[str, tuple[int, ...], int, int]]] = {}
+    names: set[str] = set()
+    for row in layout:
+        name, shape, start, end = row
+        role = _role(name)
+        if role is None:
+            raise NnzooError(f"{source}: tensor {name} is neither a kernel nor a bias (a Small CNN Zoo holds conv and "
+                             f"dense kernels and biases only); {fix}")
+        if name in names:
+            raise NnzooError(f"{source} lists tensor {name} twice; each tensor has exactly one row; {fix}")
+        names.add(name)
+        if not shape or any(d < 1 for d in shape):
+            raise NnzooError(f"{source}: tensor {name} has shape {shape}; dimensions must be positive; {fix}")
+        if not 0 <= start < end:
+            raise NnzooError(f"{source}: tensor {name} spans [{start}, {end}); need 0 <= start_idx < end_idx; {fix}")
+        if math.prod(shape) != end - start:
+            raise NnzooError(f"{source}: tensor {name} of shape {shape} holds {math.prod(shape)} values but spans "
+                             f"[{start}, {end}) ({end - start} values); {fix}")
+        key = name.rsplit("/", 1)[0]
+        layer = layers.setdefault(key, {})
+        if role in layer:
+            word = "kernel" if role == "weight" else "bias"
+            raise NnzooError(f"{source}: layer {key} has two {word} rows ({layer[role][0]} and {name}); {fix}")
+        layer[role] = row
+    for key, tensors in layers.items():
+        for role, word, other in (("bias", "bias", "kernel"), ("weight", "kernel", "bias")):
+            if role not in tensors:
+                present = next(iter(tensors.values()))[0]
+                head, tail = present.rsplit("/", 1) if "/" in present else ("", present)
+                missing = (f"{head}/" if head else "") + word + (tail[len(other):] if tail.startswith(other) else "")
+                raise NnzooError(f"{source} has no row for tensor {missing} (layer {key} has a {other} row only); "
+                                 f"every layer needs a kernel and a bias row; {fix}")
+    position, previous = 0, None
+    for name, _, start, end in sorted(layout, key=lambda r: (r[2], r[3])):
+        if start > position:
+            raise NnzooError(f"{source}: no row covers values [{position}, {start}) of the weight rows, between "
+                             f"{previous or 'the start'} and {name}: a tensor row is missing"
+                             f"{_missing_layer_between(previous, name)}; {fix}")
+        if start < position:
+            raise NnzooError(f"{source}: tensors {previous} and {name} overlap on [{start}, {position}); {fix}")
+        position, previous = end, name
+    if width is not None and position < width:
+        raise NnzooError(f"{source}: rows cover values [0, {position}) but weights.npy rows hold {width}: the tensor "
+                         f"rows after {previous} are missing (or weights.npy belongs to another zoo); {fix}")
+    if width is not None and position > width:
+        raise NnzooError(f"{source}: tensor {previous} ends at {position} but weights.npy rows hold {width} values; "
+                         f"layout.csv and weights.npy do not belong together; {fix}")
+    ordered = sorted(layers.values(), key=lambda t: min(t["weight"][2], t["bias"][2]))
+    dense_seen = None
+    for tensors in ordered:
+        (kernel, kshape, _, _), (bias, bshape, _, _) = tensors["weight"], tensors["bias"]
+        if len(kshape) not in (2, 4):
+            raise NnzooError(f"{source}: kernel {kernel} has shape {kshape}; expected (h, w, in, out) for a conv or "
+                             f"(in, out) for a dense layer; {fix}")
+        if len(kshape) == 4 and dense_seen:
+            raise NnzooError(f"{source}: conv kernel {kernel} comes after dense kernel {dense_seen}; the Small CNN "
+                             f"Zoo architecture is convs, then dense layers; {fix}")
+        dense_seen = dense_seen or (kernel if len(kshape) == 2 else None)
+        if bshape != (kshape[-1],):
+            raise NnzooError(f"{source}: bias {bias} has shape {bshape} but kernel {kernel} has {kshape[-1]} outputs; "
+                             f"expected ({kshape[-1]},); {fix}")
+    return ordered
+
+
+def spec_from_layout(layout: Layout, activation: str, stride: int = 2,
                      padding: int | str = 0, source: Path | str = "layout") -> NetworkSpec:
     """Architecture from the layout: conv kernels ``(h, w, in, out)``, dense kernels ``(in, out)``."""
+    ordered = _layout_layers(layout, source)
     layers = []
-    kernels = [(name, shape) for name, shape, _, _ in sorted(layout, key=lambda r: r[2]) if "kernel" in name]
-    if not kernels:
-        raise NnzooError(f"{source} lists no kernel tensors")
-    for i, (name, shape) in enumerate(kernels):
-        last = i == len(kernels) - 1
-        if len(shape) == 4:
-            layers.append(LayerSpec("conv", shape[2], shape[3], shape[:2], stride=stride, padding=padding,
-                                    activation="none" if last else activation))
-        elif len(shape) == 2:
-            layers.append(LayerSpec("linear", shape[0], shape[1], activation="none" if last else activation))
-        else:
-            raise NnzooError(f"{source}: kernel {name} has unsupported shape {shape}")
-    return NetworkSpec(tuple(layers), input_kind="image")
+    for i, tensors in enumerate(ordered):
+        shape = tensors["weight"][1]
+        act = "none" if i == len(ordered) - 1 else activation
+        try:
+            if len(shape) == 4:
+                layers.append(LayerSpec("conv", shape[2], shape[3], shape[:2], stride=stride, padding=padding,
+                                        activation=act))
+            else:
+                layers.append(LayerSpec("linear", shape[0], shape[1], activation=act))
+        except NnzooError as exc:
+            raise NnzooError(f"{source}: kernel {tensors['weight'][0]}: {exc}") from None
+    try:
+        return NetworkSpec(tuple(layers), input_kind="image")
+    except NnzooError as exc:  # e.g. a kernel whose inputs are not the previous layer's outputs
+        raise NnzooError(f"{source}: {exc}; fix or replace it") from None
 
 
-def _to_nnzoo(weights: np.ndarray, layout, spec: NetworkSpec, source: Path) -> Tensor:
-    """TF-ordered rows -> nnzoo flat rows, matching tensors by layer and role."""
-    by_layer: dict[str, dict[str, tuple]] = {}
-    for name, shape, start, end in layout:
-        if int(np.prod(shape)) != end - start or end > weights.shape[1]:
-            raise NnzooError(f"{source}: tensor {name} of shape {shape} does not fit [{start}, {end}) of "
-                             f"{weights.shape[1]}-wide rows; layout and weights.npy disagree")
-        by_layer.setdefault(name.rsplit("/", 1)[0], {})["weight" if "kernel" in name else "bias"] = (shape, start, end)
-    order = sorted(by_layer.values(), key=lambda t: t["weight"][1])
-    rows = torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float32))
+def _to_nnzoo(rows: Tensor, layout: Layout, spec: NetworkSpec, source: Path) -> Tensor:
+    """TF-ordered rows (float32) -> nnzoo flat rows, matching tensors by layer and role.
+
+    :func:`_layout_layers` guarantees every value of the output is written exactly once."""
     out = torch.empty(len(rows), spec.num_params)
-    for index, tensors in enumerate(order):
-        for role, (shape, start, end) in tensors.items():
+    for index, tensors in enumerate(_layout_layers(layout, source, rows.shape[1])):
+        for role, (_, shape, start, end) in tensors.items():
             slot = spec.slot(index, role)
             block = rows[:, start:end].reshape(-1, *shape)
             if role == "weight":
@@ -304,10 +493,17 @@ def read_split_file(path: Path, rows: int, dataset: str | None = None) -> tuple[
                          "(or data.split_file=none for file order, not comparable with published numbers)")
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
+    fix = "fix or replace it, or set data.split_file=none for file order (not comparable with published numbers)"
     try:
-        order = np.array([int(line) for line in data.decode().splitlines() if line.strip()], dtype=np.int64)
-    except (ValueError, UnicodeDecodeError):
-        raise NnzooError(f"{path} must hold one integer row index per line (the NFN index file format)") from None
+        lines = [(n, line.strip()) for n, line in enumerate(data.decode("utf-8-sig").splitlines(), 1) if line.strip()]
+    except UnicodeDecodeError:
+        raise NnzooError(f"{path} must hold one integer row index per line (the NFN index file format); {fix}"
+                         ) from None
+    for n, line in lines:
+        if not _INT.fullmatch(line):
+            raise NnzooError(f"{path} line {n} is {line[:40]!r}: it must hold one integer row index per line (the NFN "
+                             f"index file format); {fix}")
+    order = np.array([int(line) for _, line in lines], dtype=np.int64)
     known = PUBLIC_SPLIT_FILES.get(digest)
     if known is not None:
         name, size = known
@@ -318,10 +514,26 @@ def read_split_file(path: Path, rows: int, dataset: str | None = None) -> tuple[
                              f"but this zoo has {rows:,} rows; use the complete public zoo or data.split_file=none")
     if len(order) not in (rows, rows + 1):
         raise NnzooError(f"{path} holds {len(order):,} indices but the zoo has {rows:,} rows: an index file lists "
-                         f"every row once ({rows:,} lines, or {rows + 1:,} with a header line as NFN's files)")
-    body = order[len(order) - rows:]  # without the header line, if any
-    if len(order) and (order.min() < 0 or order.max() >= rows) or len(np.unique(body)) != rows:
-        raise NnzooError(f"{path} is not a permutation of the {rows:,} rows of the zoo (after an optional header line)")
+                         f"every row once ({rows:,} lines, or {rows + 1:,} with a header line as NFN's files); {fix}")
+    head = len(order) - rows  # 1 with a header line, else 0
+    outside = np.flatnonzero((order < 0) | (order >= rows))
+    if len(outside):
+        n = lines[outside[0]][0]
+        raise NnzooError(f"{path} is not a permutation of the {rows:,} rows of the zoo: line {n} holds index "
+                         f"{order[outside[0]]}, outside 0..{rows - 1}; {fix}")
+    if head and order[0] != 0:
+        # NFN's files start with pandas' column name "0"; any other first index would put that row in the
+        # train/val half *and* at its own place (possibly test): a train/test overlap the reference never had
+        raise NnzooError(f"{path} holds {len(order):,} indices for {rows:,} rows, so its first line is read as NFN's "
+                         f"header line, which is always 0, but it is {order[0]} (line {lines[0][0]}): that row "
+                         f"would be in the split twice, train/val and test; {fix}")
+    values, first, counts = np.unique(order[head:], return_index=True, return_counts=True)
+    if (counts > 1).any():
+        twice = int(np.flatnonzero(counts > 1)[0])
+        again = head + np.flatnonzero(order[head:] == values[twice])[1]
+        raise NnzooError(f"{path} is not a permutation of the {rows:,} rows of the zoo: index {values[twice]} is on "
+                         f"line {lines[head + first[twice]][0]} and again on line {lines[again][0]} (it would be in "
+                         f"two splits, e.g. train and test); {fix}")
     if known is None:
         console.print(f"warning: {path} (sha256 {digest[:16]}...) is not one of NFN's public index files; using it "
                       "as your own row permutation: the split differs from published numbers' split",
@@ -336,19 +548,21 @@ def load_small_cnn_zoo(folder: str | os.PathLike, *, split_file: str | os.PathLi
     ``split_file``: ``None`` or ``"none"`` keeps file order (``"none"``, the explicit opt-out, warns);
     ``"auto"`` finds the public NFN index file next to the zoo (:func:`split_file_candidates`; a zoo
     built offline keeps file order); anything else is the index file's path.  ``activation``
-    (``relu``/``tanh``) keeps one sub-zoo, like ScaleGMN's subsets; rows with NaN/Inf weights are
-    refused with the count and file.
+    (``relu``/``tanh``) keeps one sub-zoo, like ScaleGMN's subsets.  Every file is checked before any
+    conversion (:func:`_layout_layers`, :func:`_read_metrics`); final-checkpoint rows with NaN/Inf weights
+    are refused with the count and file.
     """
     folder = Path(folder).expanduser().resolve()
     if not folder.is_dir():
         raise NnzooError(f"Small CNN Zoo folder not found: {folder}; it must hold {', '.join(FILES)} "
                          "(or leave data.root empty to build a zoo offline)")
     layout = _read_layout(folder / "layout.csv")
-    metrics = _read_metrics(folder / "metrics.csv.gz")
+    metrics, all_steps, all_accuracy = _read_metrics(folder / "metrics.csv.gz")
     weights = _read_weights(folder / "weights.npy")
     if len(metrics) != len(weights):
         raise NnzooError(f"{folder / 'weights.npy'} has {len(weights)} rows but {folder / 'metrics.csv.gz'} has "
                          f"{len(metrics)}; the files do not belong together")
+    _layout_layers(layout, folder / "layout.csv", weights.shape[1])  # before any work: refuse gaps and overlaps
     order, digest = np.arange(len(weights)), None
     index_file = _resolve_split_file(folder, split_file, metrics)
     if index_file is not None:
@@ -362,11 +576,7 @@ def load_small_cnn_zoo(folder: str | os.PathLike, *, split_file: str | os.PathLi
     elif isinstance(split_file, str) and split_file.lower() == "none" and not (folder / BUILD_INFO).is_file():
         console.print(f"warning: data.split_file=none: {folder} is split in file order, not the NFN/Neural Graphs "
                       "split of published numbers", soft_wrap=True, markup=False, highlight=False)
-    try:
-        steps = np.array([float(metrics[i]["step"]) for i in order])
-        accuracy = np.array([float(metrics[i]["test_accuracy"]) for i in order])
-    except ValueError:
-        raise NnzooError(f"{folder / 'metrics.csv.gz'} has non-numeric step/test_accuracy values") from None
+    steps, accuracy = all_steps[order], all_accuracy[order]  # checked finite (and in [0, 1]) by _read_metrics
     # The final checkpoint of every network.  The reference keeps ``step == 86``: the last checkpoint of the
     # public zoos (epochs 0, 1, 2, 3, 20, 40, 60, 80, 86), so the maximum is the same filter there, and it also
     # reads zoos built offline (final step = build.steps).
@@ -375,17 +585,26 @@ def load_small_cnn_zoo(folder: str | os.PathLike, *, split_file: str | os.PathLi
     if activation is not None:
         keep &= np.array([a == activation for a in acts])
     rows = order[keep]
+    which = f" with activation {activation}" if activation else ""
     if len(rows) == 0:
-        raise NnzooError(f"{folder}: no final-checkpoint rows" + (f" with activation {activation}" if activation else ""))
+        raise NnzooError(f"{folder / 'metrics.csv.gz'}: no final-checkpoint rows{which}")
+    if len(rows) < 4:  # int(0.5 n) >= 2 test and int(0.8 int(0.5 n)) >= 1 train, leaving >= 1 val
+        raise NnzooError(f"{folder / 'metrics.csv.gz'}: only {len(rows)} final-checkpoint network(s) (step "
+                         f"{steps.max():g}){which}; the split protocol (half test, the rest 80/20 train/val) needs at "
+                         "least 4 for non-empty train, val and test splits")
     names = sorted({acts[i] for i in np.flatnonzero(keep)})
     specs = tuple(spec_from_layout(layout, a, stride, padding, folder / "layout.csv") for a in names)
-    # sorted reads are fast on a memory map; the ranks restore the permuted order (duplicates included)
-    params = _to_nnzoo(weights[np.sort(rows)][np.argsort(np.argsort(rows, kind="stable"), kind="stable")],
-                       layout, specs[0], folder / "layout.csv")
-    bad = ~torch.isfinite(params).all(dim=1)
-    if bad.any():
-        raise NnzooError(f"{folder / 'weights.npy'}: {int(bad.sum())} final-checkpoint rows hold NaN/Inf weights "
-                         "(e.g. diverged training); remove them from the zoo")
+    # sorted reads are fast on a memory map; the ranks restore the permuted order (duplicates included).
+    # Cast first: a float64 value beyond float32's range would turn into inf only in the cast.
+    with np.errstate(over="ignore"):  # the overflow is reported below, as a row holding Inf
+        selected = np.ascontiguousarray(weights[np.sort(rows)], dtype=np.float32)
+    bad = np.flatnonzero(~np.isfinite(selected).all(axis=1))
+    if len(bad):
+        raise NnzooError(f"{folder / 'weights.npy'}: {len(bad)} final-checkpoint rows hold NaN/Inf weights (e.g. "
+                         f"diverged training), the first is row {np.sort(rows)[bad[0]]}; fix or replace the file, or "
+                         "drop those networks from all three files")
+    rank = np.argsort(np.argsort(rows, kind="stable"), kind="stable")
+    params = _to_nnzoo(torch.from_numpy(selected[rank]), layout, specs[0], folder / "layout.csv")
     kept_acts = [acts[i] for i in np.flatnonzero(keep)]
     return CnnZoo(specs=specs, params=params,
                   spec_index=torch.tensor([names.index(a) for a in kept_acts], dtype=torch.long),

@@ -1,0 +1,229 @@
+"""One up-front check of a composed run config: types, ranges and choices.
+
+Every command composes its config through :func:`nnzoo.config.apply_overrides` (``fit``, ``config``,
+``build``, ``test`` and each benchmark cell), which calls :func:`validate`, so ``trainer.max_epochs=abc``
+is refused in one line naming the key before any data is built or any file is written, instead of as
+a traceback from deep inside Lightning.
+
+Types come from the defaults themselves: an option whose default is an integer takes integers, a
+boolean takes ``true``/``false`` only, so a new option in a YAML file is checked without touching this
+module.  Ranges and choices that a type cannot express are listed in :data:`RULES`, once each.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from nnzoo.errors import NnzooError
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def check_name(option: str, value: object) -> str:
+    """Refuse a name that is a path (``../x``, ``/etc/passwd``, ``a/b``): names never leave their folder."""
+    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value) or ".." in value:
+        raise NnzooError(f"{option} must be a plain name (letters, digits, '.', '_', '-'; no path separators "
+                         f"or '..'), got {value!r}")
+    return value
+
+
+# ------------------------------------------------------------------ predicates
+Rule = tuple[Callable[[Any], bool], str]
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+
+
+def integer(low: int | None = None, high: int | None = None, also: tuple = ()) -> Rule:
+    words = "an integer" + (f" >= {low}" if low is not None else "") + (f" and <= {high}" if high is not None else "")
+    words += "".join(f" or {a!r}" for a in also)
+    return (lambda v: v in also if not _is_int(v) else
+            (v in also or ((low is None or v >= low) and (high is None or v <= high)))), words
+
+
+def number(low: float | None = None, high: float | None = None, low_open: bool = False,
+           high_open: bool = False) -> Rule:
+    lo = "" if low is None else f" {'>' if low_open else '>='} {low:g}"
+    hi = "" if high is None else f"{' and' if lo else ''} {'<' if high_open else '<='} {high:g}"
+
+    def ok(v: Any) -> bool:
+        if not _is_number(v):
+            return False
+        if low is not None and (v <= low if low_open else v < low):
+            return False
+        return high is None or (v < high if high_open else v <= high)
+    return ok, f"a finite number{lo}{hi}"
+
+
+def choice(*values: Any) -> Rule:
+    shown = ", ".join(dict.fromkeys(map(str, values)))
+    return (lambda v: not isinstance(v, bool) and v in values), f"one of {shown}"
+
+
+def optional(rule: Rule) -> Rule:
+    check, words = rule
+    return (lambda v: v is None or check(v)), f"null or {words}"
+
+
+def either(*rules: Rule) -> Rule:
+    return (lambda v: any(check(v) for check, _ in rules)), " or ".join(words for _, words in rules)
+
+
+def _devices_list(v: Any) -> bool:
+    return isinstance(v, (list, ListConfig)) and len(v) > 0 and all(_is_int(d) and d >= 0 for d in v)
+
+
+def _fraction_or_count(v: Any) -> bool:
+    return _is_int(v) and v >= 0 or (isinstance(v, float) and 0.0 < v <= 1.0)
+
+
+def _path_text(v: Any) -> bool:
+    return isinstance(v, str) and v != ""
+
+
+PRECISIONS = ("64-true", "64", 64, "32-true", "32", 32, "16-mixed", "16", 16, "bf16-mixed", "bf16", "16-true",
+              "bf16-true", "transformer-engine", "transformer-engine-float16")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+
+RULES: dict[str, Rule] = {
+    "seed": integer(0, 2**32 - 1),
+    "threads": optional(integer(1)),
+    "name": optional((lambda v: isinstance(v, str) and bool(NAME_PATTERN.fullmatch(v)) and ".." not in v,
+                      "a plain name (letters, digits, '.', '_', '-'; no path separators or '..')")),
+    "run_dir": (_path_text, "a folder path"),
+    "resume": (lambda v: isinstance(v, bool), "true or false"),
+    "test": (lambda v: isinstance(v, bool), "true or false"),
+    "task.regression_loss": choice("bce", "mse"),
+    "optim.lr": number(0, 10, low_open=True),
+    "optim.weight_decay": number(0),
+    "optim.warmup_steps": integer(0),
+    "optim.schedule": choice("constant", "cosine"),
+    "trainer.max_epochs": integer(1, also=(-1,)),
+    "trainer.devices": either(integer(1, also=(-1,)), choice("auto"), (_devices_list, "a list of device indices")),
+    "trainer.accelerator": choice(*ACCELERATORS),
+    "trainer.num_nodes": integer(1),
+    "trainer.precision": choice(*PRECISIONS),
+    "trainer.gradient_clip_val": optional(number(0)),
+    "trainer.accumulate_grad_batches": integer(1),
+    "trainer.log_every_n_steps": integer(1),
+    "trainer.check_val_every_n_epoch": optional(integer(1)),
+    "trainer.num_sanity_val_steps": integer(-1),
+    "trainer.deterministic": either((lambda v: isinstance(v, bool), "true or false"), choice("warn")),
+    "trainer.enable_progress_bar": (lambda v: isinstance(v, bool), "true or false"),
+    "trainer.limit_train_batches": optional((_fraction_or_count, "a count >= 0 or a fraction in (0, 1]")),
+    "trainer.limit_val_batches": optional((_fraction_or_count, "a count >= 0 or a fraction in (0, 1]")),
+    "data.batch_size": integer(1),
+    "data.eval_batch_size": integer(1),
+    "data.num_workers": integer(0),
+    "data.augment.translate": number(0),
+    "data.augment.rotate": number(0, 360),
+    "data.augment.scale": number(0, 1, high_open=True),
+    "data.augment.shift": number(0),
+    "data.augment.noise": number(0),
+    "data.augment.dropout": number(0, 1, high_open=True),
+    "model.dropout": number(0, 1, high_open=True),
+}
+"""Ranges and choices per dotted key; every other key is checked against its default's type."""
+
+NON_NEGATIVE_INTEGER_SECTIONS = ("model.",)
+"""Integer options of these sections are sizes or counts: never negative."""
+
+
+def _leaves(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a.b": value}`` for every leaf of a (resolved) nested mapping; lists are leaves."""
+    out: dict[str, Any] = {}
+    for key, value in cfg.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_leaves(value, f"{dotted}."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def _type_of_default(default: Any) -> Rule | None:
+    if isinstance(default, bool):
+        return (lambda v: isinstance(v, bool)), "true or false"
+    if isinstance(default, int):
+        return _is_int, "an integer"
+    if isinstance(default, float):
+        return _is_number, "a finite number"
+    if isinstance(default, str):
+        return (lambda v: isinstance(v, str)), "text"
+    if isinstance(default, list):
+        return (lambda v: isinstance(v, list)), "a list, e.g. [1,2]"
+    return None
+
+
+def _plain(cfg: DictConfig) -> dict[str, Any]:
+    """Plain values, resolved where possible: an ``${oc.env:VAR}`` of a variable set only where the run
+    happens (a benchmark suite's data paths) stays unresolved here, is skipped by the checks, and is
+    resolved, with its own one-line error, when the run starts."""
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # omegaconf's interpolation errors
+        return OmegaConf.to_container(cfg, resolve=False)
+
+
+def _unresolved(value: Any) -> bool:
+    return isinstance(value, str) and "${" in value
+
+
+def validate(cfg: DictConfig, defaults: DictConfig | None = None) -> None:
+    """Refuse, in one line naming the key, any value of the wrong type, out of range or not a choice.
+
+    ``defaults`` is the config before the user's overrides: each key must keep its default's type.
+    """
+    values = _leaves(_plain(cfg))
+    types = _leaves(_plain(defaults)) if defaults is not None else {}
+    for key, value in values.items():
+        default = types.get(key)
+        if _unresolved(value) or _unresolved(default):
+            continue
+        rule = RULES.get(key)
+        if rule is None and default is not None:
+            rule = _type_of_default(default)
+            if rule is not None and _is_int(default) and key.startswith(NON_NEGATIVE_INTEGER_SECTIONS):
+                rule = integer(0)
+        if rule is None or rule[0](value):
+            continue
+        example = f" (default {_show(default)})" if default is not None and default != value else ""
+        raise NnzooError(f"{key} must be {rule[1]}, got {_show(value)}{example}; fix it with {key}=...")
+    _check_accelerator(values.get("trainer.accelerator"))
+    _check_folder("run_dir", values.get("run_dir"))
+
+
+def _show(value: Any) -> str:
+    """A value as it would be typed on the command line (``true``, ``null``, ``'abc'``)."""
+    if value is None or isinstance(value, bool):
+        return "null" if value is None else str(value).lower()
+    return repr(value)
+
+
+def _check_accelerator(accelerator: Any) -> None:
+    """A GPU asked for where there is none: say so now, not from inside Lightning's connector."""
+    if accelerator not in ("gpu", "cuda", "mps"):
+        return
+    import torch
+    if accelerator == "mps":
+        available = torch.backends.mps.is_available()
+    else:
+        available = torch.cuda.is_available()
+    if not available:
+        raise NnzooError(f"trainer.accelerator={accelerator} but no such device is visible on this machine; "
+                         "use trainer.accelerator=cpu (or auto)")
+
+
+def _check_folder(key: str, value: Any) -> None:
+    if isinstance(value, str) and Path(value).expanduser().exists() and not Path(value).expanduser().is_dir():
+        raise NnzooError(f"{key}={value} is an existing file, not a folder; choose a folder path")
