@@ -139,13 +139,13 @@ NON_NEGATIVE_INTEGER_SECTIONS = ("model.",)
 """Integer options of these sections are sizes or counts: never negative."""
 
 
-def _leaves(cfg: Any, prefix: str = "") -> dict[str, Any]:
+def leaves(cfg: Any, prefix: str = "") -> dict[str, Any]:
     """``{"a.b": value}`` for every leaf of a (resolved) nested mapping; lists are leaves."""
     out: dict[str, Any] = {}
     for key, value in cfg.items():
         dotted = f"{prefix}{key}"
         if isinstance(value, dict):
-            out.update(_leaves(value, f"{dotted}."))
+            out.update(leaves(value, f"{dotted}."))
         else:
             out[dotted] = value
     return out
@@ -184,8 +184,8 @@ def validate(cfg: DictConfig, defaults: DictConfig | None = None) -> None:
 
     ``defaults`` is the config before the user's overrides: each key must keep its default's type.
     """
-    values = _leaves(_plain(cfg))
-    types = _leaves(_plain(defaults)) if defaults is not None else {}
+    values = leaves(_plain(cfg))
+    types = leaves(_plain(defaults)) if defaults is not None else {}
     for key, value in values.items():
         default = types.get(key)
         if _unresolved(value) or _unresolved(default):

@@ -81,9 +81,7 @@ def _run_folder(cfg: DictConfig) -> tuple[str, int | None, Path | None]:
         last = root / f"version_{version}" / "checkpoints" / "last.ckpt"
         return name, version, last if cfg.resume and last.is_file() else None
     if cfg.resume:
-        versions = sorted(int(p.name.split("_")[-1]) for p in root.glob("version_*")
-                          if p.name.split("_")[-1].isdigit())
-        for v in reversed(versions):
+        for v in reversed(_versions(root)):
             last = root / f"version_{v}" / "checkpoints" / "last.ckpt"
             if last.is_file():
                 version, resume_from = v, last
@@ -97,6 +95,11 @@ def _run_folder(cfg: DictConfig) -> tuple[str, int | None, Path | None]:
     return name, None, None
 
 
+def _versions(root: Path) -> list[int]:
+    """The k of every ``root/version_k``, ascending."""
+    return sorted(int(p.name.split("_")[-1]) for p in root.glob("version_*") if p.name.split("_")[-1].isdigit())
+
+
 def _claim_version(root: Path) -> int:
     """Create ``root/version_k`` exclusively, k one past the newest, retrying the next number when another
     process got there first: two fits started together never share a run folder."""
@@ -105,8 +108,8 @@ def _claim_version(root: Path) -> int:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise NnzooError(f"cannot create the run folder {root} ({exc.strerror}); choose another run_dir") from None
-    versions = [int(p.name.split("_")[-1]) for p in root.glob("version_*") if p.name.split("_")[-1].isdigit()]
-    version = max(versions) + 1 if versions else 0
+    versions = _versions(root)
+    version = versions[-1] + 1 if versions else 0
     while True:
         try:
             (root / f"version_{version}").mkdir()
@@ -127,7 +130,7 @@ def _check_resume(cfg: DictConfig, version_dir: Path, last: Path) -> None:
     """Refuse, before anything is written, a resume that would rewrite a finished run, continue from an
     unreadable checkpoint, or continue under another model/data config than the run was started with."""
     from nnzoo.config import load_yaml
-    from nnzoo.schema import _leaves
+    from nnzoo.schema import leaves
     if (version_dir / METRICS_FILE).is_file():
         raise NnzooError(f"resume=true: {version_dir} is a finished run ({METRICS_FILE} present) and is left "
                          "as it is; resume continues interrupted runs only, start a new run without resume=true")
@@ -139,8 +142,8 @@ def _check_resume(cfg: DictConfig, version_dir: Path, last: Path) -> None:
     if not saved_file.is_file():
         raise NnzooError(f"resume=true: {saved_file} is missing, so the run's config cannot be checked; "
                          "start a new run without resume=true")
-    saved = _leaves(to_container(load_yaml(saved_file)))
-    now = _leaves(to_container(cfg))
+    saved = leaves(to_container(load_yaml(saved_file)))
+    now = leaves(to_container(cfg))
     for key in sorted(set(saved) | set(now)):
         if not key.startswith(RESUME_MUST_MATCH) or key in RESUME_MAY_CHANGE:
             continue
