@@ -3,7 +3,7 @@
     python benchmarks/effects.py                 # fit what is missing, then write and print the table
     python benchmarks/effects.py --collect-only  # only gather the runs already in runs/effects/
 
-Each variant is an ordinary ``nnzoo fit --model gnn --data mnist_inr`` with the overrides listed below, one
+Each variant is an ordinary ``nnzoo fit --model <NG-GNN or DWSNet> --data mnist_inr`` with the overrides listed below, one
 run per seed (held-out test split of the built dataset, the best-validation checkpoint), scored also on INRs
 fitted elsewhere (the three sets of ``benchmarks/foreign_inrs.py``, averaged).  Runs land in
 ``runs/effects/<variant>_s<seed>/``; a finished run is never redone.  The table goes to
@@ -34,13 +34,17 @@ BUDGET = ["trainer.max_epochs=20"]  # the README main job's budget (also the def
 
 NO_AUGMENTATION = [f"data.augment.{k}=0" for k in ("translate", "rotate", "scale", "shift", "dropout")]
 
-# key: (description, overrides on top of the defaults)
+# key: (model, description, overrides on top of that model's defaults)
 VARIANTS = {
-    "recipe": ("reference model and recipe (1,000 warm-up steps)", []),
-    "w100": ("warm-up cut to 100 steps (the README main job)", ["optim.warmup_steps=100"]),
-    "w100res": ("warm-up 100 + `model.residual=true`", ["optim.warmup_steps=100", "model.residual=true"]),
-    "w100res_noaug": ("warm-up 100 + `model.residual=true` + no weight-space augmentation (the `gnn-mnist_inr` "
-                      "checkpoint)", ["optim.warmup_steps=100", "model.residual=true", *NO_AUGMENTATION]),
+    "recipe": ("gnn", "NG-GNN: reference model and recipe (1,000 warm-up steps)", []),
+    "w100": ("gnn", "NG-GNN: warm-up cut to 100 steps (the README main job)", ["optim.warmup_steps=100"]),
+    "w100res": ("gnn", "NG-GNN: warm-up 100 + `model.residual=true`",
+                ["optim.warmup_steps=100", "model.residual=true"]),
+    "w100res_noaug": ("gnn", "NG-GNN: warm-up 100 + `model.residual=true` + no weight-space augmentation (the "
+                      "`gnn-mnist_inr` checkpoint)",
+                      ["optim.warmup_steps=100", "model.residual=true", *NO_AUGMENTATION]),
+    "dws": ("dwsnet", "DWSNet: reference model and recipe (per-entry standardisation)", []),
+    "dws_layer": ("dwsnet", "DWSNet: `data.normalize=layer` (per role and layer)", ["data.normalize=layer"]),
 }
 
 
@@ -49,16 +53,16 @@ def run_folder(key: str, seed: int) -> Path:
 
 
 def fit(key: str, seed: int) -> None:
-    cmd = [str(Path(sys.executable).with_name("nnzoo")), "fit", "--model", "gnn", "--data", "mnist_inr",
-           f"seed={seed}", f"run_dir={RUNS}", f"name={key}_s{seed}",
-           *BUDGET, *VARIANTS[key][1]]
+    model, _, overrides = VARIANTS[key]
+    cmd = [str(Path(sys.executable).with_name("nnzoo")), "fit", "--model", model, "--data", "mnist_inr",
+           f"seed={seed}", f"run_dir={RUNS}", f"name={key}_s{seed}", *BUDGET, *overrides]
     print(" ".join(cmd[1:]), flush=True)
     subprocess.run(cmd, check=True, env=os.environ | {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")})
 
 
 def collect() -> dict:
     table = {}
-    for key, (description, overrides) in VARIANTS.items():
+    for key, (_, description, overrides) in VARIANTS.items():
         accs, foreign = {}, {}
         for seed in SEEDS:
             metrics = run_folder(key, seed) / "metrics.json"

@@ -1,4 +1,5 @@
-"""Speed and memory figures: graph batching vs. training steps, per-model throughput, SIREN fitting, peak RSS.
+"""Speed and memory figures: graph batching vs. training steps, per-model throughput (classification and
+editing), SIREN fitting, peak RSS.
 
     python benchmarks/speed.py                 # everything (~5 min on 2 cores)
     python benchmarks/speed.py --skip-fit      # no SIREN fitting / peak-RSS subprocess (keeps the last ones)
@@ -91,6 +92,34 @@ def training_step(name: str, batch_size: int, device: str, bf16: bool = False) -
             "networks_per_s": batch_size / seconds, "epoch_5000_s": EPOCH_INRS / (batch_size / seconds)}
 
 
+def editing_step(name: str, batch_size: int, device: str) -> dict[str, float]:
+    """Forward + backward + AdamW step of the reference editing model (``mnist_inr_dilate`` recipe): predict
+    a change per weight, render the edited SIRENs on the 28x28 grid, MSE against target images."""
+    from omegaconf import OmegaConf
+
+    from nnzoo.config import compose
+    from nnzoo.data.siren_fit import render_inrs
+    _, batch = _siren_batch(batch_size)
+    spec, params = batch.specs[0], batch.params[0]
+    info = DataInfo("mnist_inr_dilate", "editing", 1, (spec,), stats=layer_statistics([spec], [params]),
+                    extra={"image_size": [28, 28]})
+    options = {k: v for k, v in OmegaConf.to_container(compose(name, "mnist_inr_dilate").model).items() if k != "name"}
+    model = create_model(name, info, **options).to(device).train()
+    batch, target = batch.to(device), torch.rand(batch_size, 28, 28, device=device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    sync = (lambda: torch.cuda.synchronize()) if device.startswith("cuda") else (lambda: None)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        edited = batch.params[0] + model(batch)[0]
+        loss = (render_inrs(edited, spec, 28, 28) - target).pow(2).mean()
+        loss.backward()
+        optimizer.step()
+
+    seconds = _median_seconds(step, repeats=5 if device == "cpu" else 50, sync=sync)
+    return {"params": count_parameters(model), "ms_per_step": 1000 * seconds, "networks_per_s": batch_size / seconds}
+
+
 def siren_fitting(num: int, compile: bool = False) -> dict[str, float]:
     """SIRENs/s of the offline builder's batched fitting to the 40 dB target on real MNIST images
     (compilation time included when ``compile``)."""
@@ -141,6 +170,10 @@ def main() -> None:
         if args.device.startswith("cuda"):
             report["models"][f"{name} (bf16)"] = training_step(name, args.batch_size, args.device, bf16=True)
         console.print(f"{name}: {report['models'][name]['ms_per_step']:.0f} ms/step")
+    report["editing"] = {}
+    for name in [n for n in args.models or MODELS.names() if "editing" in MODELS.entry(n).meta["tasks"]]:
+        report["editing"][name] = editing_step(name, args.batch_size, args.device)
+        console.print(f"{name} (editing): {report['editing'][name]['ms_per_step']:.0f} ms/step")
     out = RESULTS / f"speed-{args.device.split(':')[0]}.json"
     if args.skip_fit and out.is_file():  # keep the fitting figures of the last full run (model-independent)
         previous = json.loads(out.read_text())
@@ -162,6 +195,15 @@ def main() -> None:
     for name, r in report["models"].items():
         table.add_row(name, f"{r['params']:,}", f"{r['ms_per_step']:.1f}", f"{r['networks_per_s']:.0f}",
                       f"{r['epoch_5000_s']:.1f}", f"{r['networks_per_s'] / graphs_per_s:.3f}")
+    console.print(table)
+    table = Table(title="editing (mnist_inr_dilate reference models: change per weight, render 28x28, MSE) "
+                        "beside classification (mnist_inr)")
+    for col in ("model", "editing params", "editing networks/s", "classification networks/s", "ratio"):
+        table.add_column(col, justify="right")
+    for name, r in report["editing"].items():
+        cls = report["models"][name]["networks_per_s"]
+        table.add_row(name, f"{r['params']:,}", f"{r['networks_per_s']:.0f}", f"{cls:.0f}",
+                      f"{r['networks_per_s'] / cls:.2f}")
     console.print(table)
     b = report["batching"]
     console.print(f"graph batching: {b['index_arithmetic_graphs_per_s']:,.0f} graphs/s (index arithmetic) vs "

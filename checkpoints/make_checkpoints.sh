@@ -14,6 +14,10 @@
 #  * CNN zoos: 20 epochs of the small built zoos in batches of 16 (the recipes' 128/192 would give one or two
 #    steps per epoch on 160 training CNNs). NG-T evaluates in batches of 32: its dense edge tensors in batches
 #    of 256 took 9 GB and were killed for memory next to other jobs.
+#  * INR editing (mnist_inr_dilate): the reference editing models and recipe for 4 epochs (52 steps) with the
+#    10,000-step warm-up cut to 25: the quick suite's budget. The shipped two were exported from the quick
+#    suite's seed-0 cells, which ran exactly these commands (plus threads=1). NG-T's batches of 128 run as
+#    2 x 64 (14 GB at 128); NG-GNN's (d_hid 128) take about 9 GB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NNZOO=${NNZOO:-.venv/bin/nnzoo}
@@ -40,4 +44,8 @@ fit_and_export gnn-cnn_zoo gnn cnn_zoo "${CNN_BUDGET[@]}"
 fit_and_export transformer-cnn_zoo transformer cnn_zoo "${CNN_BUDGET[@]}" data.eval_batch_size=32
 fit_and_export gnn-cnn_wild_park gnn cnn_wild_park "${CNN_BUDGET[@]}"
 fit_and_export transformer-cnn_wild_park transformer cnn_wild_park "${CNN_BUDGET[@]}" data.eval_batch_size=32
+EDIT_BUDGET=(trainer.max_epochs=4 optim.warmup_steps=25)
+fit_and_export gnn-mnist_inr_dilate gnn mnist_inr_dilate "${EDIT_BUDGET[@]}"
+fit_and_export transformer-mnist_inr_dilate transformer mnist_inr_dilate "${EDIT_BUDGET[@]}" \
+  data.batch_size=64 trainer.accumulate_grad_batches=2 data.eval_batch_size=64
 "$NNZOO" list checkpoints

@@ -25,7 +25,8 @@ from nnzoo.io import read_json, shipped_folder, write_json, write_text
 from nnzoo.progress import console, progress_bar
 
 # Test metric reported per task, and whether higher is better.
-TASK_METRIC = {"classification": ("test/acc", "accuracy"), "regression": ("test/kendall_tau", "Kendall tau")}
+TASK_METRIC = {"classification": ("test/acc", "accuracy"), "regression": ("test/kendall_tau", "Kendall tau"),
+               "editing": ("test/mse", "MSE of the edited INR's rendering, lower is better")}
 
 
 @dataclass
@@ -222,6 +223,13 @@ def summarize(suite: Suite, out: Path) -> dict[str, list[dict[str, Any]]]:
                 "epochs": runs[0]["epochs"], "num_train": runs[0]["dataset"].get("num_train"),
                 "published": suite.published.get(data, {}).get(model, ""), "note": "",
             })
+        identity = [r["test/identity_mse"] for m in suite.models for s in suite.seeds
+                    if (p := out / "cells" / _cell_name(data, m, s)).is_file()
+                    for r in [read_cell(p)] if r.get("test/identity_mse") is not None]
+        if identity:  # editing: the unedited input is the floor every editor must beat (same for every cell)
+            rows.append({"model": IDENTITY_EDIT, "metric": "test/mse", "mean": statistics.fmean(identity),
+                         "std": 0.0, "seeds": 0, "params": 0, "train_seconds": 0.0, "networks_per_s": 0.0,
+                         "epochs": 0, "num_train": None, "published": "", "note": ""})
         tables[data] = rows
     return tables
 
@@ -233,19 +241,30 @@ def _metric_key(run: dict[str, Any]) -> str:
     raise NnzooError(f"cell of {run.get('model')} on {run.get('data')} has no test metric; was test=false?")
 
 
+IDENTITY_EDIT = "identity edit (input unchanged)"
+"""Row of an editing table that scores the unedited input INRs."""
+
+
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "(no finished cells)\n"
     label = next((r["metric"] for r in rows if r["metric"]), "metric")
-    lines = [f"| model | {label} (mean ± std) | seeds | params | train time (s) | train networks/s | epochs "
+    scale = 100 if label == "test/mse" else 1  # editing MSEs are quoted x 10^-2, as in the papers
+    shown = f"{label} x 10^-2" if scale == 100 else label
+    lines = [f"| model | {shown} (mean ± std) | seeds | params | train time (s) | train networks/s | epochs "
              "| published (other data, see note) |",
              "|---|---|---|---|---|---|---|---|"]
+    digits = 2 if scale == 100 else 3
     for r in rows:
         if r["note"]:
             lines.append(f"| {r['model']} | n/a: {r['note']} | | | | | | {r['published']} |")
             continue
-        lines.append(f"| {r['model']} | {r['mean']:.3f} ± {r['std']:.3f} | {r['seeds']} | {r['params']:,} "
-                     f"| {r['train_seconds']:.0f} | {r['networks_per_s']:.0f} | {r['epochs']} | {r['published']} |")
+        if r["model"] == IDENTITY_EDIT:
+            lines.append(f"| {r['model']} | {scale * r['mean']:.{digits}f} | | | | | | |")
+            continue
+        lines.append(f"| {r['model']} | {scale * r['mean']:.{digits}f} ± {scale * r['std']:.{digits}f} | {r['seeds']} "
+                     f"| {r['params']:,} | {r['train_seconds']:.0f} | {r['networks_per_s']:.0f} | {r['epochs']} "
+                     f"| {r['published']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -276,9 +295,12 @@ def _plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
 
     from nnzoo.io import atomic_path
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for r in (r for r in rows if not r["note"]):
+    for r in (r for r in rows if not r["note"] and r["params"]):
         ax.errorbar(r["params"], r["mean"], yerr=r["std"], fmt="o", capsize=3)
         ax.annotate(r["model"], (r["params"], r["mean"]), textcoords="offset points", xytext=(5, 5))
+    for r in (r for r in rows if r["model"] == IDENTITY_EDIT):
+        ax.axhline(r["mean"], color="grey", linestyle="--", label=r["model"])
+        ax.legend(fontsize=7)
     ax.set_xscale("log")
     ax.set_xlabel("parameters")
     ax.set_ylabel(next((r["metric"] for r in rows if r["metric"]), ""))

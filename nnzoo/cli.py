@@ -5,6 +5,7 @@
     nnzoo build --data mnist_inr [data.build.size=5000]
     nnzoo benchmark quick [--out DIR] [key=value ...]
     nnzoo predict --checkpoint gnn-mnist_inr path/to/inr.pth
+    nnzoo predict --checkpoint gnn-mnist_inr_dilate path/to/inr.pth [--output DIR] [--force]
     nnzoo inr fit digit.png -o digit.pth [--invert] [--steps N] [--psnr-target DB] [--seed S] [--force]
     nnzoo export runs/mnist_inr-gnn/version_0 --name gnn-mnist_inr
     nnzoo list [models|data|checkpoints|configs] [--details]
@@ -119,12 +120,19 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import json
 
-    from nnzoo.zoo import load_checkpoint_file, load_pretrained, predict_file
+    from nnzoo.zoo import edit_file, load_checkpoint_file, load_pretrained, predict_file
     source = Path(args.checkpoint)
     # a path: an exported .pt or a run's .ckpt; otherwise a name from checkpoints/manifest.json
     module = load_checkpoint_file(source) if source.is_file() else load_pretrained(args.checkpoint)
+    editing = module.info.task == "editing"
+    if not editing and (args.output or args.force):
+        raise NnzooError(f"--output/--force are for editing checkpoints; '{args.checkpoint}' does "
+                         f"{module.info.task} and writes nothing")
     for file in args.files:
-        result = predict_file(module, Path(file), args.activation)
+        if editing:
+            result = edit_file(module, Path(file), Path(args.output) if args.output else None, args.force)
+        else:
+            result = predict_file(module, Path(file), args.activation)
         print(json.dumps({"file": file, **result}), flush=True)  # JSON lines: easy to parse, never wrapped
     return 0
 
@@ -331,6 +339,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "named checkpoints are verified against the manifest's sha256, a file given by path "
                         "is only checked to hold tensors (no pickled code) and finite weights")
     p.add_argument("--activation", help="activation of the networks, when the checkpoint's data mixes them")
+    p.add_argument("--output", help="editing checkpoints: folder for <name>.<dataset>.pth (the edited network, "
+                                    "same state-dict format) and <name>.<dataset>.png (input | edited | target); "
+                                    "default: next to each input")
+    p.add_argument("--force", action="store_true", help="editing checkpoints: replace existing outputs")
     p.add_argument("files", nargs="+", help="state dicts of networks with the checkpoint's architecture")
     p.set_defaults(func=cmd_predict)
     p = sub.add_parser("inr", help="make INRs of your own images (nnzoo inr fit)")

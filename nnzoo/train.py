@@ -55,6 +55,13 @@ class TrainThroughput(L.Callback):
 
 
 def build_datamodule(cfg: DictConfig) -> WeightDataModule:
+    """The run's datamodule, its options checked; a model that cannot do the dataset's task is refused
+    first (one line), before any data is built or read."""
+    from nnzoo.data import DATASETS
+    from nnzoo.models.registry import check_task
+    task = DATASETS.entry(cfg.data.name).meta.get("task")
+    if task is not None:
+        check_task(cfg.model.name, task, cfg.data.name)
     options = to_container(cfg.data)
     return create_datamodule(options.pop("name"), **options)
 

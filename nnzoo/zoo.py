@@ -49,6 +49,9 @@ class PretrainedEntry:
 
     @property
     def headline(self) -> str:
+        if self.task == "editing":
+            return (f"test/mse {self.metrics.get('test/mse', float('nan')):.4f} (identity edit "
+                    f"{self.metrics.get('test/identity_mse', float('nan')):.4f})")
         key = "test/acc" if self.task == "classification" else "test/kendall_tau"
         return f"{key} {self.metrics.get(key, float('nan')):.3f}"
 
@@ -210,14 +213,10 @@ def export_run(run_dir: Path, name: str, folder: Path | None = None, force: bool
     return new
 
 
-def predict_file(module, path: Path, activation: str | None = None) -> dict[str, Any]:
-    """Apply a pretrained module to one network stored as a PyTorch state dict (``.pth``).
-
-    A state dict does not say which activation its network uses; when the
-    checkpoint's dataset mixes activations on one layout (the Small CNN Zoo's
-    ReLU and tanh CNNs), ``activation`` picks one.
-    """
-    from nnzoo.data.weights import WeightBatch
+def read_network(module, path: Path, activation: str | None = None):
+    """``(spec, flat parameters, state dict)`` of the network in ``path``, matched against the checkpoint's
+    architectures.  A state dict does not say which activation its network uses; when the checkpoint's
+    dataset mixes activations on one layout (the Small CNN Zoo's ReLU and tanh CNNs), ``activation`` picks one."""
     from nnzoo.nets.functional import state_dict_to_params
     info = module.info
     state = load_tensors(path, "network file")
@@ -247,6 +246,16 @@ def predict_file(module, path: Path, activation: str | None = None) -> dict[str,
         raise NnzooError(f"{path} fits '{info.name}' networks with activations {', '.join(sorted(acts))}; "
                          "say which with --activation")
     spec, flat = matches[0]
+    return spec, flat, state
+
+
+def predict_file(module, path: Path, activation: str | None = None) -> dict[str, Any]:
+    """Apply a pretrained classifier or regressor to one network stored as a PyTorch state dict (``.pth``)."""
+    from nnzoo.data.weights import WeightBatch
+    info = module.info
+    if info.task == "editing":
+        raise NnzooError(f"checkpoint for '{info.name}' edits networks; use edit_file (nnzoo predict does)")
+    spec, flat, _ = read_network(module, path, activation)
     batch = WeightBatch([spec], [flat[None]], torch.zeros(1, dtype=torch.long))
     with torch.no_grad():
         out = module(batch)[0]
@@ -256,6 +265,88 @@ def predict_file(module, path: Path, activation: str | None = None) -> dict[str,
         return {"prediction": names[int(probs.argmax())], "probabilities": dict(zip(names, probs.tolist()))}
     return {"prediction": float(out.squeeze().sigmoid())}
 
+
+@dataclass
+class Edit:
+    """One network edited by an editing checkpoint: its new state dict (the input's keys, order and dtypes)
+    and ``(H, W)`` renderings of the input, the edit, and the target the checkpoint was trained towards,
+    computed from the input's own rendering (e.g. its dilation)."""
+
+    state_dict: dict[str, Any]
+    input: torch.Tensor
+    edited: torch.Tensor
+    target: torch.Tensor
+    target_name: str
+
+    @property
+    def mse(self) -> float:
+        """MSE of the edited rendering against the target."""
+        return float((self.edited.clamp(0, 1) - self.target).pow(2).mean())
+
+    @property
+    def identity_mse(self) -> float:
+        """MSE of the unedited input against the target: the floor an edit must beat."""
+        return float((self.input.clamp(0, 1) - self.target).pow(2).mean())
+
+
+def edit_network(module, spec, flat: torch.Tensor, state: dict[str, Any], source: Path | str = "network") -> Edit:
+    """Edit one network (flat parameters of ``spec``) with an editing checkpoint's module."""
+    from nnzoo.data.editing import dilate
+    from nnzoo.data.weights import WeightBatch
+    from nnzoo.nets.functional import params_into_state_dict
+    h, w = module.image_size
+    batch = WeightBatch([spec], [flat[None]], torch.zeros(1, h * w))
+    with torch.no_grad():
+        edited = module.edit(batch)[0]
+        images = module.render((spec, spec), [flat[None], edited]).view(2, h, w)
+    target = dilate(images[0].clamp(0, 1))
+    return Edit(params_into_state_dict(edited[0], spec, state, source), images[0], images[1], target,
+                "dilated input")
+
+
+def edit_file(module, path: Path, output: Path | None = None, force: bool = False) -> dict[str, Any]:
+    """Edit the network in ``path`` and write ``<stem>.<dataset>.pth`` (same state-dict format) and a PNG
+    (input | edited | target) into ``output`` (default: the input's folder).  Returns what was written."""
+    from nnzoo.io import save_tensors
+    info = module.info
+    if info.task != "editing":
+        raise NnzooError(f"checkpoint for '{info.name}' does not edit networks ({info.task}); use predict_file")
+    folder = output if output is not None else path.parent
+    if folder.exists() and not folder.is_dir():
+        raise NnzooError(f"--output {folder} is a file; pass a folder for the edited networks")
+    stem = f"{path.stem}.{info.name}"
+    files = {"edited": folder / f"{stem}.pth", "picture": folder / f"{stem}.png"}
+    taken = [f for f in files.values() if f.exists()]
+    if taken and not force:
+        raise NnzooError(f"{taken[0]} exists; pass --force to replace it, or choose another --output folder")
+    spec, flat, state = read_network(module, path)
+    result = edit_network(module, spec, flat, state, path)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_tensors(files["edited"], result.state_dict)
+    save_edit_picture(files["picture"], [result], [path.name])
+    return {"edited": str(files["edited"]), "picture": str(files["picture"]), "mse": result.mse,
+            "identity_mse": result.identity_mse}
+
+
+def save_edit_picture(path: Path, edits: list[Edit], names: list[str]) -> None:
+    """A PNG with one row per edit: input rendering | edited rendering | target (written atomically)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nnzoo.io import atomic_path
+    fig, axes = plt.subplots(len(edits), 3, figsize=(4.5, 1.6 * len(edits) + 0.3), squeeze=False)
+    for row, (edit, name) in enumerate(zip(edits, names)):
+        panels = [(edit.input, f"input: {name}"[:24]), (edit.edited, f"edited (MSE {edit.mse:.4f})"),
+                  (edit.target, edit.target_name)]
+        for ax, (image, title) in zip(axes[row], panels):
+            ax.imshow(image.clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
+            ax.set_title(title, fontsize=7)
+            ax.axis("off")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
 
 
 # ------------------------------------------------------------ input conventions
@@ -270,6 +361,8 @@ def _inr_image_size(info) -> tuple[int, int] | None:
     source = info.extra.get("build", {}).get("recipe", {}).get("source")
     if source is not None:  # built offline from shipped images
         return {"mnist": IMAGE_SIZE, "digits": (8, 8)}.get(source)
+    if isinstance(info.extra.get("image_size"), list):  # editing datasets record the grid they render on
+        return tuple(info.extra["image_size"])
     return {"mnist_inr": IMAGE_SIZE, "fmnist_inr": IMAGE_SIZE, "nfn_mnist_inr": IMAGE_SIZE,
             "nfn_fmnist_inr": IMAGE_SIZE, "cifar10_inr": (32, 32)}.get(info.name)
 
@@ -305,9 +398,11 @@ def input_convention(info) -> dict[str, Any]:
     specs = list(info.specs)
     spec = specs[0]
     classes = ", ".join(info.class_names or map(str, range(info.num_outputs)))
-    target = (f"class of the image the network represents ({classes})"
-              if info.task == "classification" else
-              "the network's test accuracy in [0, 1] (prediction = sigmoid of the model output)")
+    target = {"classification": f"class of the image the network represents ({classes})",
+              "editing": (f"a new network of the same architecture whose image is the input's, edited "
+                          f"({info.extra.get('edit', 'see the dataset')}); output: the edited state dict "
+                          "(the input's keys) and a PNG"),
+              }.get(info.task, "the network's test accuracy in [0, 1] (prediction = sigmoid of the model output)")
     if info.coordinate_networks:
         size = _inr_image_size(info)
         nfn = info.name in NFN_INR_DATASETS

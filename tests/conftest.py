@@ -31,6 +31,21 @@ def small_inr_datamodule(nnzoo_home):
     return dm
 
 
+SMALL_BUILD_OVERRIDES = [f"data.build.{k}={v}" for k, v in SMALL_INR_BUILD.items()]
+
+
+def fit_small(run_dir: Path, model: str, data: str, *overrides: str) -> tuple[Path, dict]:
+    """``nnzoo fit`` on the small built INR dataset, through the CLI; returns the run folder and its metrics."""
+    import json
+
+    from nnzoo.cli import main
+    code = main(["fit", "--model", model, "--data", data, f"run_dir={run_dir}", *SMALL_BUILD_OVERRIDES,
+                 "data.batch_size=32", "trainer.enable_progress_bar=false", *overrides])
+    assert code == 0
+    (metrics_file,) = run_dir.glob("*/version_*/metrics.json")
+    return metrics_file.parent, json.loads(metrics_file.read_text())
+
+
 def random_params(spec, n: int, seed: int = 0, scale: float = 0.5) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n, spec.num_params, generator=g) * scale

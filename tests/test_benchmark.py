@@ -128,7 +128,7 @@ def test_data_model_overrides_reach_only_their_cell(tmp_path):
 def test_readme_quotes_the_quick_suite_tables():
     """The README's comparison tables are the files `nnzoo benchmark quick` wrote, unedited."""
     readme = (REPO / "README.md").read_text()
-    for data in ("mnist_inr", "cnn_zoo"):
+    for data in load_suite("quick").datasets:
         lines = (REPO / "benchmarks" / "results" / "quick" / f"quick-{data}.md").read_text().splitlines()
         table = "\n".join(lines[next(i for i, line in enumerate(lines) if line.startswith("| model")):])
         assert table.strip() in readme, data

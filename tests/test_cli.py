@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 
 from nnzoo.cli import main
-from tests.conftest import SMALL_INR_BUILD
-
-BUILD = [f"data.build.{k}={v}" for k, v in SMALL_INR_BUILD.items()]
+from tests.conftest import fit_small
 
 
 def _error_line(capsys) -> str:
@@ -21,13 +19,8 @@ def _error_line(capsys) -> str:
 
 @pytest.fixture(scope="module")
 def fitted_run(nnzoo_home, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("runs")
-    code = main(["fit", "--model", "gnn", "--data", "mnist_inr", f"run_dir={run_dir}", *BUILD,
-                 "data.batch_size=32", "optim.warmup_steps=10", "trainer.max_epochs=12", "model.residual=true",
-                 "trainer.enable_progress_bar=false"])
-    assert code == 0
-    (metrics_file,) = run_dir.glob("*/version_*/metrics.json")
-    return metrics_file.parent, json.loads(metrics_file.read_text())
+    return fit_small(tmp_path_factory.mktemp("runs"), "gnn", "mnist_inr", "optim.warmup_steps=10",
+                     "trainer.max_epochs=12", "model.residual=true")
 
 
 def test_short_fit_reaches_accuracy_well_above_chance(fitted_run):

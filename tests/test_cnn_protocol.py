@@ -128,8 +128,30 @@ def test_auto_finds_the_index_file_next_to_the_data(tmp_path):
     assert _datamodule(svhn).info.extra["split_file"] == str(svhn / "svhn_split.csv")
 
 
-def test_missing_index_file_is_one_line_naming_file_source_and_opt_out(tmp_path):
+@pytest.mark.parametrize("name, size", [("cifar10", 270_000), ("svhn", 269_892), ("mnist", 269_973),
+                                        ("fashion_mnist", 270_000)])
+def test_shipped_index_files_are_the_public_ones(name, size):
+    """nnzoo ships NFN's four index files (gzipped): decompressed, each has the public file's sha256 and is a
+    permutation of its zoo's rows after the header line, as the reference reads it."""
+    from nnzoo.data.formats.small_cnn_zoo import PUBLIC_SPLIT_FILES, read_split_file, shipped_split_file
+    order, digest = read_split_file(shipped_split_file(name), size, name)
+    assert PUBLIC_SPLIT_FILES[digest] == (name, size)
+    assert len(order) == size + 1 and order[0] == 0 and sorted(order[1:].tolist()) == list(range(size))
+
+
+def test_auto_falls_back_to_the_shipped_index_file(tmp_path, monkeypatch):
+    """With no index file next to a public zoo, auto uses the shipped copy: for the complete zoo that is the
+    published split; for an incomplete one (as here), a one-line refusal naming the sizes and the opt-out."""
+    import nnzoo.data.formats.small_cnn_zoo as zoo
     _write_public_zoo(tmp_path / "cifar10")
+    with pytest.raises(NnzooError) as info:
+        _datamodule(tmp_path / "cifar10").setup()
+    msg = str(info.value)
+    assert "\n" not in msg
+    for part in (str(zoo.shipped_split_file("cifar10")), "270,000 rows", "data.split_file=none"):
+        assert part in msg, (part, msg)
+    # without the shipped copies (e.g. a trimmed install) the error names where to look and where to get it
+    monkeypatch.setattr(zoo, "SHIPPED_SPLITS", tmp_path / "nowhere")
     with pytest.raises(NnzooError) as info:
         _datamodule(tmp_path / "cifar10").setup()
     msg = str(info.value)

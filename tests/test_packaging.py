@@ -28,6 +28,9 @@ def test_non_editable_install_finds_configs_suites_and_checkpoints(tmp_path):
     assert "nnzoo/zoo_configs/model/gnn.yaml" in names
     assert "nnzoo/benchmarks/quick.yaml" in names
     assert "nnzoo/checkpoints/manifest.json" in names and "nnzoo/checkpoints/gnn-mnist_inr.pt" in names
+    for zoo in ("cifar10", "svhn", "mnist", "fashion_mnist"):  # NFN's public split files, with their notice
+        assert f"nnzoo/data/formats/nfn_splits/{zoo}_split.csv.gz" in names
+    assert "nnzoo/data/formats/nfn_splits/NOTICE" in names
     assert not any("/results/" in n for n in names)  # measured results stay in the repository
 
     site = tmp_path / "site"

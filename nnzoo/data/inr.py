@@ -73,16 +73,21 @@ class InrDataModule(WeightDataModule):
         self.build_info = read_build_info(folder)
         return folder / f"{self.build_config.source}_splits.json"
 
-    def load(self) -> tuple[dict[str, WeightDataset], DataInfo]:
+    def read(self) -> tuple[InrSplits, dict[str, Any]]:
+        """The INRs (public files or the offline build) and what ``DataInfo.extra`` records of them."""
         splits_file = self._locate()
         # the ten digit classes are declared here, never inferred from the largest label in the file
         data = load_dwsnets(splits_file, self.spec, root=self.root, statistics_path=self.statistics_file,
                             cache_dir=self.cache_dir / "cache", num_classes=len(DIGITS))
-        stats = inr_statistics(data, self.spec, self.normalize)
-        datasets = {s: WeightDataset.homogeneous(self.spec, data.params[s], data.labels[s]) for s in SPLITS}
-        extra = {"splits_file": str(splits_file)}
+        extra: dict[str, Any] = {"splits_file": str(splits_file)}
         if self.build_info is not None:
             extra["build"] = {"recipe": self.build_info["recipe"], "psnr_db": self.build_info["psnr_db"]}
+        return data, extra
+
+    def load(self) -> tuple[dict[str, WeightDataset], DataInfo]:
+        data, extra = self.read()
+        stats = inr_statistics(data, self.spec, self.normalize)
+        datasets = {s: WeightDataset.homogeneous(self.spec, data.params[s], data.labels[s]) for s in SPLITS}
         info = DataInfo(name="mnist_inr" if self.source == "mnist" else f"{self.source}_inr",
                         task="classification", num_outputs=len(DIGITS), specs=(self.spec,), stats=stats,
                         class_names=list(DIGITS), extra=extra)

@@ -63,6 +63,13 @@ def grid_coordinates(height: int, width: int) -> Tensor:
     return torch.stack([grid_x, grid_y], dim=-1).reshape(-1, 2)
 
 
+def render_inrs(params: Tensor, spec: NetworkSpec, height: int, width: int) -> Tensor:
+    """``(B, H, W)`` images drawn by ``B`` INRs ``(B, P)`` on the public grid (:func:`grid_coordinates`),
+    output offset included: one batched forward pass, no loop over networks.  Differentiable."""
+    coords = grid_coordinates(height, width).to(device=params.device, dtype=params.dtype)
+    return mlp_forward(params, spec, coords).reshape(params.shape[0], height, width)
+
+
 def coordinate_convention(height: int | None = None, width: int | None = None) -> dict[str, Any]:
     """The convention of :func:`grid_coordinates` in words and numbers (for convention cards and help).
 

@@ -172,13 +172,18 @@ def check_normalize(normalize: str, allowed: Sequence[str] = NORMALIZATIONS) -> 
     return normalize
 
 
+TASK_NAMES = ("classification", "regression", "editing")
+"""What a dataset asks of a model: a class per network, a number per network, or a new network per network
+(``editing``: the target is an image the edited INR should render, see :mod:`nnzoo.data.editing`)."""
+
+
 @dataclass
 class DataInfo:
     """What a model needs to know about a dataset; plain data, saved in checkpoints."""
 
     name: str
-    task: str  # "classification" | "regression"
-    num_outputs: int  # classes for classification, 1 for regression
+    task: str  # one of TASK_NAMES
+    num_outputs: int  # classes for classification, 1 for regression and editing
     specs: tuple[NetworkSpec, ...]
     stats: dict[str, list[list[float]]] = field(default_factory=dict)
     class_names: list[str] | None = None
@@ -186,8 +191,8 @@ class DataInfo:
 
     def __post_init__(self) -> None:
         self.specs = tuple(NetworkSpec.from_dict(s) if isinstance(s, dict) else s for s in self.specs)
-        if self.task not in ("classification", "regression"):
-            raise NnzooError(f"unknown task '{self.task}'")
+        if self.task not in TASK_NAMES:
+            raise NnzooError(f"unknown task '{self.task}' (known: {', '.join(TASK_NAMES)})")
         if not self.specs:
             raise NnzooError(f"dataset '{self.name}' has no architectures")
         if len({(s.num_inputs, s.num_outputs) for s in self.specs}) > 1:

@@ -117,8 +117,25 @@ class InvariantHead(nn.Module):
         return self.mlp(torch.cat(features, dim=-1))
 
 
+def parameter_positions(spec: NetworkSpec, space: Sequence[WeightSpaceTensor]) -> Tensor:
+    """Where each entry of the weight-space tensors (one channel, laid out as :func:`weight_space_inputs`
+    lays them out) sits in the flat parameter vector: the inverse map, for equivariant outputs.
+    Biases only (a layer's BatchNorm tensors share the bias's axis but get no output channel)."""
+    layers = unflatten(torch.arange(spec.num_params).float()[None], spec)
+    positions = []
+    for tensor in space:
+        if tensor.role == "weight":
+            x = layers[tensor.layer]["weight"].transpose(1, 2).unsqueeze(-1)
+        else:
+            bias = layers[tensor.layer].get("bias")
+            x = (bias if bias is not None else torch.full((1, spec.widths[tensor.layer + 1]), -1.0)).unsqueeze(-1)
+        positions.append(tensor.fold_fixed_axes(x).reshape(-1))
+    return torch.cat(positions).long()
+
+
 @register_model("dwsnet", "DWSNet: equivariant DWS layers (set-transformer sub-blocks) on MLP weights, "
-                "invariant max-pool head (Navon et al. 2023)", conv=False, heterogeneous=False)
+                "invariant max-pool head (Navon et al. 2023)", conv=False, heterogeneous=False,
+                tasks=("classification", "regression", "editing"))
 class DWSNet(nn.Module):
     """The reference DWSNets classifier; the defaults are its MNIST-INR configuration.
 
@@ -129,12 +146,18 @@ class DWSNet(nn.Module):
     ``fc_layers``: linear maps per sub-block MLP (``n_fc_layers``);
     ``head_layers``: linear maps of the head (``n_out_fc``); ``batch_norm``;
     ``dropout``; ``adjacent_only``: only same-layer and successive sub-blocks
-    (the reference's ``diagonal``).
+    (the reference's ``diagonal``); ``init_scale``: factor on the initial weights of every DWS layer
+    (reference: 1 in the classifier, 1e-4 in the editing ``DWSModel``, so an edit starts near zero).
+
+    On an editing dataset the last DWS layer has one output channel per entry and there is no head:
+    the model is the reference's ``DWSModel`` (``output_features=1``, as in the Neural Graphs
+    style-editing config), and ``forward`` returns that channel as the change of every weight and bias.
     """
 
     def __init__(self, info: DataInfo, hidden: int = 32, layers: int = 5, reduction: str = "max",
                  set_layer: str = "sab", heads: int = 8, fc_layers: int = 1, head_layers: int = 1,
-                 batch_norm: bool = True, dropout: float = 0.0, adjacent_only: bool = False) -> None:
+                 batch_norm: bool = True, dropout: float = 0.0, adjacent_only: bool = False,
+                 init_scale: float = 1.0) -> None:
         super().__init__()
         spec = info.specs[0]
         if spec.is_conv:
@@ -155,15 +178,21 @@ class DWSNet(nn.Module):
         self.standardize = Standardize(info.stats)
         first_channels = [1 if t.role == "weight" else max(1, len(neuron_roles(spec, t.layer)))
                           for t in self.space]
-        options = dict(set_layer=set_layer, reduction=reduction, fc_layers=fc_layers, adjacent_only=adjacent_only)
+        options = dict(set_layer=set_layer, reduction=reduction, fc_layers=fc_layers, adjacent_only=adjacent_only,
+                       init_scale=init_scale)
+        self.editing = info.task == "editing"
+        last_channels = 1 if self.editing else hidden
         self.dws = nn.ModuleList(
-            DWSLayer(self.space, first_channels if k == 0 else hidden, hidden,
+            DWSLayer(self.space, first_channels if k == 0 else hidden, last_channels if k == layers - 1 else hidden,
                      heads=1 if k == layers - 1 and layers > 1 else heads, **options)
             for k in range(layers))
         self.norms = nn.ModuleList(WeightSpaceBatchNorm(hidden, len(self.space)) if batch_norm else nn.Identity()
                                    for _ in range(layers - 1))
         self.dropout = dropout
-        self.head = InvariantHead(self.space, hidden, info.num_outputs, reduction, head_layers)
+        if self.editing:
+            self.register_buffer("positions", parameter_positions(spec, self.space), persistent=False)
+        else:
+            self.head = InvariantHead(self.space, hidden, info.num_outputs, reduction, head_layers)
 
     def _activate(self, xs: Sequence[Tensor]) -> list[Tensor]:
         xs = [F.relu(x) for x in xs]
@@ -171,7 +200,7 @@ class DWSNet(nn.Module):
             xs = [F.dropout(x, self.dropout, self.training) for x in xs]
         return xs
 
-    def forward(self, batch: WeightBatch) -> Tensor:
+    def forward(self, batch: WeightBatch) -> Tensor | list[Tensor]:
         spec = batch.spec
         if spec.widths != self.widths:
             raise NnzooError(f"this dwsnet was built for MLPs {'-'.join(map(str, self.widths))}, "
@@ -180,4 +209,9 @@ class DWSNet(nn.Module):
         xs = self.dws[0](xs)
         for norm, dws in zip(self.norms, self.dws[1:]):
             xs = dws(self._activate(norm(xs)))
+        if self.editing:
+            values = torch.cat([x.reshape(x.shape[0], -1) for x in xs], dim=1)
+            keep = self.positions >= 0  # a layer without bias has no bias to change
+            delta = values.new_zeros(values.shape[0], spec.num_params)
+            return [delta.index_copy(1, self.positions[keep], values[:, keep])]
         return self.head(self._activate(xs))

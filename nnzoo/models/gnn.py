@@ -26,6 +26,7 @@ from torch_geometric.data import Data
 
 from nnzoo.data.weights import DataInfo, WeightBatch
 from nnzoo.graphs import graph_template
+from nnzoo.models.layers.edit_head import GraphDeltaHead
 from nnzoo.models.layers.graph_input import GraphInput
 from nnzoo.models.layers.norm import GraphLayerNorm
 from nnzoo.models.layers.pna import EdgeUpdate, FiLMPNAConv, log_degree, mean_log_degree
@@ -40,12 +41,15 @@ def forward_log_degree(info: DataInfo) -> float:
 
 
 @register_model("gnn", "NG-GNN: PNA message passing with FiLM edge modulation and edge updates on the "
-                "network's computation graph (Kofinas et al. 2024)")
+                "network's computation graph (Kofinas et al. 2024)",
+                tasks=("classification", "regression", "editing"))
 class NeuralGraphGNN(nn.Module):
     """Graph network over neurons (nodes) and weights (edges).
 
     ``residual`` (off in the reference) adds each layer's output to its input,
-    for nodes and edges alike.
+    for nodes and edges alike.  On an editing dataset the readout is replaced by
+    :class:`~nnzoo.models.layers.edit_head.GraphDeltaHead` (one change per weight
+    and bias, the reference's ``GNNParams``) and ``forward`` returns the changes.
     """
 
     def __init__(self, info: DataInfo, hidden: int = 32, layers: int = 4, dropout: float = 0.2,
@@ -67,11 +71,17 @@ class NeuralGraphGNN(nn.Module):
         self.residual = residual
         self.act = nn.SiLU()
         self.dropout = nn.Dropout(dropout)
-        self.readout = OutputNodeReadout(hidden, info.network_outputs, info.num_outputs, head_hidden or hidden,
-                                         head_layers)
+        self.editing = info.task == "editing"
+        if self.editing:
+            self.delta_head = GraphDeltaHead(info, hidden, hidden, reverse_edges)
+        else:
+            self.readout = OutputNodeReadout(hidden, info.network_outputs, info.num_outputs,
+                                             head_hidden or hidden, head_layers)
 
-    def forward(self, batch: WeightBatch) -> Tensor:
-        x, graph = self.encode(batch)
+    def forward(self, batch: WeightBatch) -> Tensor | list[Tensor]:
+        x, edge_attr, graph = self.encode(batch)
+        if self.editing:
+            return self.delta_head(x, edge_attr, batch.specs, [len(p) for p in batch.params])
         return self.readout(x, graph.output_index)
 
     def node_states(self, batch: WeightBatch) -> Tensor:
@@ -81,7 +91,8 @@ class NeuralGraphGNN(nn.Module):
         """
         return self.encode(batch)[0]
 
-    def encode(self, batch: WeightBatch) -> tuple[Tensor, Data]:
+    def encode(self, batch: WeightBatch) -> tuple[Tensor, Tensor, Data]:
+        """Final node states, final edge states (batch-graph order) and the batched graph."""
         g = self.input(batch)
         x, edge_attr, edge_index, in_degree = g.x, g.edge_attr, g.graph.edge_index, g.graph.in_degree
         log_deg = log_degree(in_degree)
@@ -93,4 +104,4 @@ class NeuralGraphGNN(nn.Module):
             x = x + update if self.residual else update
             if i < len(self.edge_updates):
                 edge_attr = self.edge_updates[i](x, edge_index, edge_attr)
-        return x, g.graph
+        return x, edge_attr, g.graph

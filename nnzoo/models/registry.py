@@ -25,11 +25,20 @@ def register_model(name: str, summary: str, tasks: tuple[str, ...] = ("classific
                            invariant=invariant)
 
 
+def check_task(name: str, task: str, data: str) -> None:
+    """Refuse a model that cannot do a dataset's task, in one line and before any data is built or read."""
+    tasks = MODELS.entry(name).meta["tasks"]
+    if task not in tasks:
+        able = [n for n in MODELS.names() if task in MODELS.entry(n).meta["tasks"]]
+        what = "edit networks (predict one change per weight)" if task == "editing" else f"do {task}"
+        raise IncompatibleError(f"model '{name}' cannot {what}, which dataset '{data}' asks for; "
+                                f"use {', '.join(able)}")
+
+
 def check_compatible(name: str, info: DataInfo) -> None:
     """One-line error when a model cannot run on a dataset (instead of a shape error later)."""
     meta = MODELS.entry(name).meta
-    if info.task not in meta["tasks"]:
-        raise IncompatibleError(f"model '{name}' does not support {info.task} (dataset '{info.name}')")
+    check_task(name, info.task, info.name)
     if any(s.is_conv for s in info.specs) and not meta["conv"]:
         raise IncompatibleError(f"model '{name}' cannot read convolutional networks (dataset '{info.name}'); "
                          "use gnn, transformer or statnn")

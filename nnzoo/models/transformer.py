@@ -21,28 +21,40 @@ from torch_geometric.data import Data
 from torch_geometric.utils import to_dense_batch
 
 from nnzoo.data.weights import DataInfo, WeightBatch
+from nnzoo.models.layers.edit_head import GraphDeltaHead
 from nnzoo.models.layers.graph_input import GraphInput
 from nnzoo.models.layers.readout import OutputNodeReadout
 from nnzoo.models.layers.relational_attention import RelationalTransformerLayer
 from nnzoo.models.registry import register_model
 
 
-def dense_edges(edge_attr: Tensor, edge_index: Tensor, batch: Tensor, num_graphs: int, max_nodes: int,
-                no_edge: Tensor) -> Tensor:
-    """Scatter sparse edge features into ``(B, n, n, d)`` indexed [source, target], ``no_edge`` elsewhere."""
+def local_edge_index(edge_index: Tensor, batch: Tensor, num_graphs: int) -> tuple[Tensor, Tensor, Tensor]:
+    """``(graph, local source, local target)`` of every edge of a batched graph: its place in a dense
+    ``(B, n, n)`` edge tensor."""
     counts = torch.bincount(batch, minlength=num_graphs)
     first = torch.cumsum(counts, 0) - counts  # first node id of each graph
     src, dst = edge_index
     graph = batch.index_select(0, src)
-    local_src, local_dst = src - first.index_select(0, graph), dst - first.index_select(0, graph)
+    return graph, src - first.index_select(0, graph), dst - first.index_select(0, graph)
+
+
+def dense_edges(edge_attr: Tensor, edge_index: Tensor, batch: Tensor, num_graphs: int, max_nodes: int,
+                no_edge: Tensor) -> Tensor:
+    """Scatter sparse edge features into ``(B, n, n, d)`` indexed [source, target], ``no_edge`` elsewhere."""
     dense = no_edge.to(edge_attr.dtype).expand(num_graphs, max_nodes, max_nodes, -1).clone()
-    return dense.index_put((graph, local_src, local_dst), edge_attr)
+    return dense.index_put(local_edge_index(edge_index, batch, num_graphs), edge_attr)
 
 
 @register_model("transformer", "NG-T: relational transformer whose attention reads and updates the weights "
-                "(edges) of the network's computation graph (Kofinas et al. 2024)")
+                "(edges) of the network's computation graph (Kofinas et al. 2024)",
+                tasks=("classification", "regression", "editing"))
 class NeuralGraphTransformer(nn.Module):
-    """Relational transformer over neurons."""
+    """Relational transformer over neurons.
+
+    On an editing dataset every layer updates the edges (the last one's are read out), and
+    :class:`~nnzoo.models.layers.edit_head.GraphDeltaHead` replaces the readout (the reference's
+    ``RelationalTransformerParams``); ``forward`` then returns one change per weight and bias.
+    """
 
     def __init__(self, info: DataInfo, d_node: int = 64, d_edge: int = 32, d_attn: int = 128,
                  d_node_hidden: int = 128, d_edge_hidden: int = 64, heads: int = 8, layers: int = 4,
@@ -53,22 +65,31 @@ class NeuralGraphTransformer(nn.Module):
         super().__init__()
         self.input = GraphInput(info, d_node, d_edge, fourier_features, fourier_sigma, probes, reverse_edges,
                                 linear_as_conv, activation_embedding)
+        self.editing = info.task == "editing"
         self.layers = nn.ModuleList(
             RelationalTransformerLayer(d_node, d_edge, d_attn, d_node_hidden, d_edge_hidden, heads, dropout,
-                                       update_edges=edge_updates and i < layers - 1,  # last edges go unused
+                                       # a classifier never reads the last layer's edges; an editor does
+                                       update_edges=edge_updates and (i < layers - 1 or self.editing),
                                        modulate_v=modulate_v)
             for i in range(layers))
-        self.readout = OutputNodeReadout(d_node, info.network_outputs, info.num_outputs, head_hidden, head_layers)
+        if self.editing:
+            self.delta_head = GraphDeltaHead(info, d_node, d_edge, reverse_edges)
+        else:
+            self.readout = OutputNodeReadout(d_node, info.network_outputs, info.num_outputs, head_hidden,
+                                             head_layers)
 
-    def forward(self, batch: WeightBatch) -> Tensor:
-        x, graph = self.encode(batch)
+    def forward(self, batch: WeightBatch) -> Tensor | list[Tensor]:
+        x, edges, graph = self.encode(batch)
+        if self.editing:
+            return self.delta_head(x, edges, batch.specs, [len(p) for p in batch.params])
         return self.readout(x, graph.output_index)
 
     def node_states(self, batch: WeightBatch) -> Tensor:
         """Final ``(num_nodes, d_node)`` neuron states, in :func:`~nnzoo.graphs.batch_to_graph` node order."""
         return self.encode(batch)[0]
 
-    def encode(self, batch: WeightBatch) -> tuple[Tensor, Data]:
+    def encode(self, batch: WeightBatch) -> tuple[Tensor, Tensor, Data]:
+        """Final node states, final edge states (batch-graph edge order) and the batched graph."""
         g = self.input(batch)
         graph = g.graph
         x, mask = to_dense_batch(g.x, graph.batch, batch_size=graph.num_graphs)  # (B, n, d): nodes in order
@@ -77,4 +98,5 @@ class NeuralGraphTransformer(nn.Module):
         key_mask = None if bool(mask.all()) else mask  # one architecture per batch: nothing to mask
         for layer in self.layers:
             x, edges = layer(x, edges, key_mask)
-        return x[mask], graph
+        edge_states = edges[local_edge_index(graph.edge_index, graph.batch, graph.num_graphs)]
+        return x[mask], edge_states, graph

@@ -264,6 +264,31 @@ def state_dict_to_params(state_dict: Mapping[str, object], spec: NetworkSpec,
     return flat
 
 
+def params_into_state_dict(params: Tensor, spec: NetworkSpec, state_dict: Mapping[str, object],
+                           source: str | Path = "state dict") -> dict[str, object]:
+    """``state_dict`` with its parameter tensors replaced by flat ``params`` ``(P,)``: the same keys, order,
+    shapes and dtypes, so an edited network is saved in the format it was read from.
+
+    The inverse of :func:`state_dict_to_params`, found by running it on a state dict whose entries are
+    their own positions (so every key style it reads, including position-only keys, maps back)."""
+    floats = [k for k, v in state_dict.items() if isinstance(v, Tensor) and v.is_floating_point()]
+    sizes = [state_dict[k].numel() for k in floats]  # type: ignore[union-attr]
+    if sum(sizes) >= 2**24:
+        raise NnzooError(f"{source} is too large to map back by position ({sum(sizes)} entries)")
+    starts = torch.tensor([0, *sizes]).cumsum(0).tolist()
+    index_state = {k: v for k, v in state_dict.items()}
+    for k, start, n in zip(floats, starts, sizes):
+        index_state[k] = torch.arange(start, start + n, dtype=torch.float32).reshape(state_dict[k].shape)  # type: ignore[union-attr]
+    where = state_dict_to_params(index_state, spec, source=source).long()
+    values = torch.cat([state_dict[k].detach().reshape(-1).double() for k in floats])  # type: ignore[union-attr]
+    values[where] = params.detach().double().cpu()
+    out = dict(state_dict)
+    for k, start, n in zip(floats, starts, sizes):
+        original = state_dict[k]
+        out[k] = values[start:start + n].reshape(original.shape).to(original.dtype)  # type: ignore[union-attr]
+    return out
+
+
 def params_to_state_dict(params: Tensor, spec: NetworkSpec, prefix: str = "seq") -> dict[str, Tensor]:
     """State dict ``{prefix}.{layer}.{role}`` for one flat vector (the DWSNets INR key style)."""
     return {f"{prefix}.{s.layer}.{s.role}": params[s.start:s.end].reshape(s.shape).clone()

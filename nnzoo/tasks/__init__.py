@@ -8,9 +8,11 @@ from nnzoo.data.weights import DataInfo
 from nnzoo.errors import NnzooError
 from nnzoo.tasks.base import WeightSpaceTask
 from nnzoo.tasks.classification import ClassificationTask
+from nnzoo.tasks.editing import EditingTask
 from nnzoo.tasks.regression import RegressionTask
 
-TASKS: dict[str, type[WeightSpaceTask]] = {"classification": ClassificationTask, "regression": RegressionTask}
+TASKS: dict[str, type[WeightSpaceTask]] = {"classification": ClassificationTask, "regression": RegressionTask,
+                                           "editing": EditingTask}
 
 
 def create_task(model: dict[str, Any], info: DataInfo, optim: dict[str, Any] | None = None,
@@ -25,4 +27,4 @@ def task_class(task: str) -> type[WeightSpaceTask]:
     return TASKS[task]
 
 
-__all__ = ["TASKS", "ClassificationTask", "RegressionTask", "WeightSpaceTask", "create_task", "task_class"]
+__all__ = ["TASKS", "ClassificationTask", "EditingTask", "RegressionTask", "WeightSpaceTask", "create_task", "task_class"]

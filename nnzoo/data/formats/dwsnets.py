@@ -402,7 +402,24 @@ def load_dwsnets(splits_path: str | os.PathLike, spec: NetworkSpec, *, root: str
     key = [_CACHE_VERSION, listing, spec.to_dict()]
     blob = cached_tensors(cache_dir, "dwsnets", key, read_all, stamps=stamps)
     labels = {split: torch.tensor(entries[split][1], dtype=torch.long) for split in SPLITS}
-    return InrSplits(spec, blob["params"], labels, statistics)
+    return InrSplits(spec, blob["params"], labels, statistics, image_ids(entries))
+
+
+def image_ids(entries: dict[str, tuple[list[str], list[int]]]) -> dict[str, Tensor] | None:
+    """The image index of every INR, read from its path as the Neural Graphs style-editing loader does:
+    ``<prefix>_png_<training|testing>_<label>_<index>/checkpoints/model_final.pth``.  ``None`` when a
+    path does not end that way (a splits file of another layout)."""
+    ids = {}
+    for split in SPLITS:
+        values = []
+        for path in entries[split][0]:
+            parts = Path(path).parts
+            token = parts[-3].rsplit("_", 1)[-1] if len(parts) >= 3 else ""
+            if not token.isdigit():
+                return None
+            values.append(int(token))
+        ids[split] = torch.tensor(values, dtype=torch.long)
+    return ids
 
 
 def read_state_dict(file: Path) -> dict:

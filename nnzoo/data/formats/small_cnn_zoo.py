@@ -19,9 +19,10 @@ is shuffled with ``random.Random(0)`` and split 80/20 into train/val.
 The index files (``<dataset>_split.csv`` of AllanYangZhou/nfn
 ``experiments/predict_gen_data_splits/``; neural-graphs ships the CIFAR10 one
 as ``experiments/cnn_generalization/dataset/nfn_cifar10_split.csv``) are public
-data, not shipped with nnzoo: ``split_file="auto"`` looks for them next to the
-zoo (:func:`split_file_candidates`) and identifies them by their sha256
-(:data:`PUBLIC_SPLIT_FILES`).
+data, and nnzoo ships all four, gzipped and byte-identical once decompressed
+(``nfn_splits/``, MIT licence of AllanYangZhou/nfn): ``split_file="auto"`` uses a
+copy next to the zoo if there is one (:func:`split_file_candidates`), else the
+shipped one, and identifies every index file by its sha256 (:data:`PUBLIC_SPLIT_FILES`).
 """
 
 from __future__ import annotations
@@ -454,6 +455,15 @@ def split_file_candidates(folder: Path, name: str) -> list[Path]:
     return [d / f"{prefix}{name}_split.csv" for d in (folder, folder.parent) for prefix in ("nfn_", "")]
 
 
+SHIPPED_SPLITS = Path(__file__).with_name("nfn_splits")
+"""NFN's four public index files, gzipped (AllanYangZhou/nfn@ce783221, MIT licence; see its NOTICE)."""
+
+
+def shipped_split_file(name: str) -> Path:
+    """The shipped copy of NFN's index file of zoo ``name`` (cifar10, svhn, mnist, fashion_mnist)."""
+    return SHIPPED_SPLITS / f"{name}_split.csv.gz"
+
+
 def _resolve_split_file(folder: Path, split_file: str | os.PathLike | None,
                         metrics: list[dict[str, str]]) -> Path | None:
     if split_file is None or str(split_file).lower() == "none":
@@ -472,6 +482,8 @@ def _resolve_split_file(folder: Path, split_file: str | os.PathLike | None,
     for path in candidates:
         if path.is_file():
             return path
+    if shipped_split_file(name).is_file():  # the public file, shipped with nnzoo
+        return shipped_split_file(name)
     sources = " or ".join(SPLIT_FILE_SOURCES if name == "cifar10" else SPLIT_FILE_SOURCES[:1]).format(name=name)
     raise NnzooError(f"{folder} is the public {name} Small CNN Zoo, whose published train/val/test split needs "
                      f"its NFN index file, not found (looked for {', '.join(str(c) for c in candidates)}); get "
@@ -492,6 +504,12 @@ def read_split_file(path: Path, rows: int, dataset: str | None = None) -> tuple[
         raise NnzooError(f"split index file not found: {path}; set data.split_file to the zoo's NFN index file "
                          "(or data.split_file=none for file order, not comparable with published numbers)")
     data = path.read_bytes()
+    if path.suffix == ".gz":  # e.g. the shipped copies: identified by the sha256 of the public file itself
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise NnzooError(f"{path} is not a readable gzip file ({exc}); restore it, or set data.split_file to "
+                             "the uncompressed index file") from None
     digest = hashlib.sha256(data).hexdigest()
     fix = "fix or replace it, or set data.split_file=none for file order (not comparable with published numbers)"
     try:
