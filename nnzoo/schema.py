@@ -132,6 +132,7 @@ RULES: dict[str, Rule] = {
     "data.augment.noise": number(0),
     "data.augment.dropout": number(0, 1, high_open=True),
     "model.dropout": number(0, 1, high_open=True),
+    "model.init_scale": number(0, 10, low_open=True),
 }
 """Ranges and choices per dotted key; every other key is checked against its default's type."""
 

@@ -265,3 +265,15 @@ def test_every_editor_starts_near_the_identity_edit(name):
         edited = params + model(WeightBatch([spec], [params], torch.zeros(16, 784)))[0]
     change = (render_inrs(edited, spec, 28, 28) - render_inrs(params, spec, 28, 28)).pow(2).mean()
     assert change < 0.02, float(change)
+
+
+@pytest.mark.parametrize("model, override, key", [("dwsnet", "model.init_scale=-1", "model.init_scale"),
+                                                   ("dwsnet", "model.init_scale=abc", "model.init_scale"),
+                                                   ("gnn", "data.targets=pictures", "data.targets")])
+def test_bad_editing_options_are_one_line_before_any_work(model, override, key, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("NNZOO_HOME", str(tmp_path / "home"))
+    assert main(["fit", "--model", model, "--data", "mnist_inr_dilate", f"run_dir={tmp_path / 'runs'}",
+                 override]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and key in err[0], err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "home").exists()
