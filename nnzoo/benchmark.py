@@ -201,9 +201,10 @@ def summarize(suite: Suite, out: Path) -> dict[str, list[dict[str, Any]]]:
     """Rows per dataset: one per model with mean/std over finished seeds."""
     tables: dict[str, list[dict[str, Any]]] = {}
     for data in suite.datasets:
-        rows = []
+        rows, identity = [], []
         for model in suite.models:
             runs = [read_cell(p) for s in suite.seeds if (p := out / "cells" / _cell_name(data, model, s)).is_file()]
+            identity += [r["test/identity_mse"] for r in runs if r.get("test/identity_mse") is not None]
             if not runs:
                 continue
             if all("not_applicable" in r for r in runs):
@@ -223,9 +224,6 @@ def summarize(suite: Suite, out: Path) -> dict[str, list[dict[str, Any]]]:
                 "epochs": runs[0]["epochs"], "num_train": runs[0]["dataset"].get("num_train"),
                 "published": suite.published.get(data, {}).get(model, ""), "note": "",
             })
-        identity = [r["test/identity_mse"] for m in suite.models for s in suite.seeds
-                    if (p := out / "cells" / _cell_name(data, m, s)).is_file()
-                    for r in [read_cell(p)] if r.get("test/identity_mse") is not None]
         if identity:  # editing: the unedited input is the floor every editor must beat (same for every cell)
             rows.append({"model": IDENTITY_EDIT, "metric": "test/mse", "mean": statistics.fmean(identity),
                          "std": 0.0, "seeds": 0, "params": 0, "train_seconds": 0.0, "networks_per_s": 0.0,

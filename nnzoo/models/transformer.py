@@ -89,7 +89,7 @@ class NeuralGraphTransformer(nn.Module):
         return self.encode(batch)[0]
 
     def encode(self, batch: WeightBatch) -> tuple[Tensor, Tensor, Data]:
-        """Final node states, final edge states (batch-graph edge order) and the batched graph."""
+        """Final node states, final edge states (batch-graph edge order; empty unless editing) and the graph."""
         g = self.input(batch)
         graph = g.graph
         x, mask = to_dense_batch(g.x, graph.batch, batch_size=graph.num_graphs)  # (B, n, d): nodes in order
@@ -98,5 +98,7 @@ class NeuralGraphTransformer(nn.Module):
         key_mask = None if bool(mask.all()) else mask  # one architecture per batch: nothing to mask
         for layer in self.layers:
             x, edges = layer(x, edges, key_mask)
-        edge_states = edges[local_edge_index(graph.edge_index, graph.batch, graph.num_graphs)]
+        # only an editor reads the final edges: a classifier skips the gather on its training path
+        edge_states = (edges[local_edge_index(graph.edge_index, graph.batch, graph.num_graphs)] if self.editing
+                       else edges.new_empty(0))
         return x[mask], edge_states, graph
