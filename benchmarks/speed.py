@@ -4,6 +4,8 @@ editing), SIREN fitting, peak RSS.
     python benchmarks/speed.py                 # everything (~5 min on 2 cores)
     python benchmarks/speed.py --skip-fit      # no SIREN fitting / peak-RSS subprocess (keeps the last ones)
     python benchmarks/speed.py --device cuda   # training steps on a GPU (adds a bf16 autocast row)
+    python benchmarks/speed.py --device cuda --batch-size 512 --merge   # add a batch size to the same file
+    python benchmarks/speed.py --kernels       # only graph batching and PNA's segment reductions vs PyG (prints)
 
 Prints a table and writes ``benchmarks/results/speed-<device>.json`` (atomically).
 Numbers are medians over timed repetitions after warm-up; nothing here is a
@@ -72,7 +74,38 @@ def batching(batch_size: int) -> dict[str, float]:
             "speedup": slow / fast}
 
 
-def training_step(name: str, batch_size: int, device: str, bf16: bool = False) -> dict[str, float]:
+def segment_reductions(batch_size: int, width: int = 32) -> dict[str, float]:
+    """PNA's aggregation (mean, min, max, std; forward + backward) over the messages of ``batch_size`` MNIST
+    SIRENs with reversed edges: ``torch.segment_reduce`` on target-sorted messages (``layers/pna.py``) vs.
+    PyG's ``scatter`` and ``Tensor.scatter_reduce`` on the target index."""
+    from torch_geometric.utils import scatter
+
+    from nnzoo.models.layers.pna import aggregate
+    _, batch = _siren_batch(batch_size)
+    graph = batch_to_graph(batch.specs, batch.params, reverse_edges=True)
+    target, n = graph.edge_index[1], graph.num_nodes
+    messages = torch.randn(target.numel(), width, generator=torch.Generator().manual_seed(0))
+
+    def run(reduce) -> None:
+        m = messages.clone().requires_grad_()
+        mean, low, high, mean_sq = reduce(m, "mean"), reduce(m, "min"), reduce(m, "max"), reduce(m * m, "mean")
+        torch.cat([mean, low, high, (mean_sq - mean.pow(2)).clamp_min(1e-5).sqrt()], 1).sum().backward()
+
+    def segment() -> None:
+        m = messages.clone().requires_grad_()
+        aggregate(m, graph.in_degree, ("mean", "min", "max", "std")).sum().backward()
+
+    index = target.unsqueeze(-1).expand_as(messages)
+    names = {"mean": "mean", "min": "amin", "max": "amax"}
+    times = {"segment_reduce_ms": _median_seconds(segment, 10),
+             "pyg_scatter_ms": _median_seconds(lambda: run(lambda m, how: scatter(m, target, 0, n, how)), 10),
+             "scatter_reduce_ms": _median_seconds(lambda: run(lambda m, how: m.new_zeros(n, width).scatter_reduce(
+                 0, index, m, names[how], include_self=False)), 10)}
+    return {"messages": target.numel(), **{k: 1e3 * v for k, v in times.items()}}
+
+
+def training_step(name: str, batch_size: int, device: str, bf16: bool = False,
+                  repeats: int | None = None) -> dict[str, float]:
     """Forward + backward + AdamW step of the default-config model on a batch of SIRENs."""
     info, batch = _siren_batch(batch_size)
     model = create_model(name, info, **model_options(name)).to(device).train()
@@ -87,14 +120,16 @@ def training_step(name: str, batch_size: int, device: str, bf16: bool = False) -
         loss.backward()
         optimizer.step()
 
-    seconds = _median_seconds(step, repeats=10 if device == "cpu" else 50, sync=sync)
+    seconds = _median_seconds(step, repeats=repeats or (10 if device == "cpu" else 50), sync=sync)
     return {"params": count_parameters(model), "ms_per_step": 1000 * seconds,
             "networks_per_s": batch_size / seconds, "epoch_5000_s": EPOCH_INRS / (batch_size / seconds)}
 
 
-def editing_step(name: str, batch_size: int, device: str) -> dict[str, float]:
+def editing_step(name: str, batch_size: int, device: str, bf16: bool = False,
+                 repeats: int | None = None) -> dict[str, float]:
     """Forward + backward + AdamW step of the reference editing model (``mnist_inr_dilate`` recipe): predict
-    a change per weight, render the edited SIRENs on the 28x28 grid, MSE against target images."""
+    a change per weight, render the edited SIRENs on the 28x28 grid, MSE against target images (``bf16``: the
+    model under bfloat16 autocast, the rendering in float32, as ``EditingTask`` does)."""
     from omegaconf import OmegaConf
 
     from nnzoo.config import compose
@@ -111,12 +146,13 @@ def editing_step(name: str, batch_size: int, device: str) -> dict[str, float]:
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        edited = batch.params[0] + model(batch)[0]
-        loss = (render_inrs(edited, spec, 28, 28) - target).pow(2).mean()
+        with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
+            edited = batch.params[0] + model(batch)[0]
+        loss = (render_inrs(edited.float(), spec, 28, 28) - target).pow(2).mean()
         loss.backward()
         optimizer.step()
 
-    seconds = _median_seconds(step, repeats=5 if device == "cpu" else 50, sync=sync)
+    seconds = _median_seconds(step, repeats=repeats or (5 if device == "cpu" else 50), sync=sync)
     return {"params": count_parameters(model), "ms_per_step": 1000 * seconds, "networks_per_s": batch_size / seconds}
 
 
@@ -154,6 +190,14 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=None, help="default: every registered model")
     parser.add_argument("--skip-fit", action="store_true", help="skip SIREN fitting and the peak-RSS fit")
     parser.add_argument("--sirens", type=int, default=300, help="SIRENs to fit for the fitting rate")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed steps per model (default: 10 training / 5 editing on cpu, 50 on a GPU)")
+    parser.add_argument("--bf16", action="store_true", help="add bf16 autocast rows on cpu too (always on cuda)")
+    parser.add_argument("--out", default=None, help="JSON to write (default: benchmarks/results/speed-<device>.json)")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the rows of other batch sizes already in the JSON, under by_batch_size")
+    parser.add_argument("--kernels", action="store_true",
+                        help="only graph batching and segment reductions against PyG's; print, write nothing")
     args = parser.parse_args()
     keep_large_allocations_on_heap()  # as nnzoo fit does
     if args.device == "cpu" and os.environ.get("NNZOO_BENCH_THREADS"):
@@ -164,17 +208,26 @@ def main() -> None:
     if args.device.startswith("cuda"):
         report["gpu"] = torch.cuda.get_device_name()
     report["batching"] = batching(args.batch_size)
+    report["reductions"] = segment_reductions(args.batch_size)
+    if args.kernels:
+        console.print_json(data={k: report[k] for k in ("threads", "batch_size", "batching", "reductions")})
+        return
     report["models"] = {}
+    bf16 = args.bf16 or args.device.startswith("cuda")
     for name in args.models or MODELS.names():
-        report["models"][name] = training_step(name, args.batch_size, args.device)
-        if args.device.startswith("cuda"):
-            report["models"][f"{name} (bf16)"] = training_step(name, args.batch_size, args.device, bf16=True)
+        report["models"][name] = training_step(name, args.batch_size, args.device, repeats=args.repeats)
+        if bf16:
+            report["models"][f"{name} (bf16)"] = training_step(name, args.batch_size, args.device, bf16=True,
+                                                                repeats=args.repeats)
         console.print(f"{name}: {report['models'][name]['ms_per_step']:.0f} ms/step")
     report["editing"] = {}
     for name in [n for n in args.models or MODELS.names() if "editing" in MODELS.entry(n).meta["tasks"]]:
-        report["editing"][name] = editing_step(name, args.batch_size, args.device)
+        report["editing"][name] = editing_step(name, args.batch_size, args.device, repeats=args.repeats)
+        if bf16:
+            report["editing"][f"{name} (bf16)"] = editing_step(name, args.batch_size, args.device, bf16=True,
+                                                               repeats=args.repeats)
         console.print(f"{name} (editing): {report['editing'][name]['ms_per_step']:.0f} ms/step")
-    out = RESULTS / f"speed-{args.device.split(':')[0]}.json"
+    out = Path(args.out) if args.out else RESULTS / f"speed-{args.device.split(':')[0]}.json"
     if args.skip_fit and out.is_file():  # keep the fitting figures of the last full run (model-independent)
         previous = json.loads(out.read_text())
         report.update({k: previous[k] for k in ("siren_fitting", "siren_fitting_compiled")
@@ -220,6 +273,12 @@ def main() -> None:
     if "fit_memory" in report:
         m = report["fit_memory"]
         console.print(f"peak RSS of `nnzoo fit --model gnn --data mnist_inr` (1 epoch): {m['peak_rss_mib']:.0f} MiB")
+    if args.merge:  # one set of rows per batch size: the runs of several batch sizes share one file
+        previous = json.loads(out.read_text()) if out.is_file() else {}
+        rows = previous.get("by_batch_size", {}) if previous.get("device") == args.device else {}
+        rows[str(args.batch_size)] = {k: report[k] for k in ("batching", "reductions", "models", "editing")
+                                      if k in report}
+        report["by_batch_size"] = dict(sorted(rows.items(), key=lambda row: int(row[0])))
     write_json(out, report)
     console.print(f"written {out}")
 

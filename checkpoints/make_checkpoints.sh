@@ -31,7 +31,7 @@ fit_and_export() {  # name model data [overrides...]
   "$NNZOO" fit --model "$model" --data "$data" run_dir="$RUNS" name="$name" trainer.enable_progress_bar=false "$@"
   local run
   run=$(ls -d "$RUNS/$name"/version_* | sort -V | tail -1)
-  "$NNZOO" export "$run" --name "$name"
+  "$NNZOO" export "$run" --name "$name" --folder checkpoints  # the shipped folder (the default is the user's)
 }
 
 INR_BUDGET=(optim.warmup_steps=100 data.augment.translate=0 data.augment.rotate=0 data.augment.scale=0

@@ -2,26 +2,32 @@
 
 A suite is a YAML file in ``benchmarks/`` (see ``benchmarks/quick.yaml``).  Each
 cell is an ordinary ``nnzoo fit`` run; its metrics are saved atomically to
-``<out>/cells/<data>-<model>-s<seed>.json`` and a rerun skips every cell that
-has one, so an interrupted suite resumes where it stopped.  Tables are written
-as Markdown, CSV and JSON per dataset, with a PNG of test metric vs. size.
+``<out>/cells/<data>-<model>-s<seed>.json`` together with the cell's composed
+config and its hash (:func:`config_hash`).  A rerun skips every cell whose file
+holds the config the suite composes now, so an interrupted suite resumes where
+it stopped; a cell whose config changed since (``trainer.max_epochs=3`` after a
+1-epoch run) is stale: it is run again, and its file replaced once the new run
+finishes.  Tables are written as Markdown, CSV and JSON per dataset, with a PNG
+of test metric vs. size.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import math
-import statistics
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
+from rich.markup import escape
 
 from nnzoo.config import compose, load_yaml
 from nnzoo.errors import IncompatibleError, NnzooError
-from nnzoo.io import read_json, shipped_folder, write_json, write_text
+from nnzoo.io import finite_or_none, read_json, shipped_folder, write_json, write_text
 from nnzoo.progress import console, progress_bar
 
 # Test metric reported per task, and whether higher is better.
@@ -135,24 +141,31 @@ def run_suite(suite: Suite, out: Path, extra_overrides: list[str] | tuple[str, .
     cells_dir = out / "cells"
     # validate every cell's config, and every finished cell's file, before spending hours on the first ones
     configs = {cell: _cell_config(suite, cell, out, extra_overrides) for cell in suite.cells()}
+    stale = {}
     for cell in suite.cells():
         if (cells_dir / _cell_name(*cell)).is_file():
-            read_cell(cells_dir / _cell_name(*cell))
-    todo = [c for c in suite.cells() if not (cells_dir / _cell_name(*c)).is_file()]
-    console.print(f"[bold]benchmark {suite.name}[/]: {len(suite.cells())} cells, {len(todo)} to run -> {out}")
+            why = stale_reason(read_cell(cells_dir / _cell_name(*cell)), OmegaConf.to_container(configs[cell]),
+                               _cell_defaults(suite, cell))
+            if why:
+                stale[cell] = why
+    todo = [c for c in suite.cells() if c in stale or not (cells_dir / _cell_name(*c)).is_file()]
+    console.print(f"[bold]benchmark {suite.name}[/]: {len(suite.cells())} cells, {len(todo)} to run"
+                  f"{f' ({len(stale)} stale)' if stale else ''} -> {out}")
+    for (data, model, seed), why in stale.items():
+        console.print(f"[yellow]stale[/] {data}-{model}-s{seed}: {escape(why)}", highlight=False)
     with progress_bar(len(todo), f"suite {suite.name}") as advance:
         for data, model, seed in todo:
             console.print(f"[bold]cell[/] {data} / {model} / seed {seed}")
             config = OmegaConf.to_container(configs[(data, model, seed)])
+            stamp = {"config_hash": config_hash(config), "config": config}
             try:
                 result = fit(configs[(data, model, seed)])
             except IncompatibleError as exc:  # e.g. dwsnet on CNNs: a table entry, not a failure
                 console.print(f"[yellow]n/a[/]: {exc}")
                 write_json(cells_dir / _cell_name(data, model, seed),
-                           {"model": model, "data": data, "seed": seed, "not_applicable": str(exc),
-                            "config": config})
-            else:
-                write_json(cells_dir / _cell_name(data, model, seed), {**result.metrics, "config": config})
+                           {"model": model, "data": data, "seed": seed, "not_applicable": str(exc), **stamp})
+            else:  # written only now, atomically: a stale cell keeps its old result until this one exists
+                write_json(cells_dir / _cell_name(data, model, seed), {**result.metrics, **stamp})
             advance(1)
     return write_tables(suite, out)
 
@@ -169,8 +182,90 @@ def _cell_config(suite: Suite, cell: tuple[str, str, int], out: Path, extra: lis
     return cfg
 
 
+def _cell_defaults(suite: Suite, cell: tuple[str, str, int]) -> dict[str, Any] | None:
+    """The cell's config before any suite or command-line override (recipes included), for
+    :func:`stale_reason`; ``None`` if it does not resolve on its own (then every key counts)."""
+    try:
+        return OmegaConf.to_container(compose(cell[1], suite.data_config(cell[0]), suite.trainer), resolve=True)
+    except Exception:  # an ${oc.env:...} that only an override fills
+        return None
+
+
 def _cell_name(data: str, model: str, seed: int) -> str:
     return f"{data}-{model}-s{seed}.json"
+
+
+CONFIG_HASH_EXCLUDED = ("run_dir", "name", "threads", "data.num_workers", "data.cache_dir",
+                        "trainer.enable_progress_bar", "trainer.log_every_n_steps")
+"""Config keys left out of a cell's hash: where the run is written (``run_dir``, ``name``), where built
+data is cached (``data.cache_dir``: builds are keyed by their recipe), and how the run is executed or
+displayed (``threads``, ``data.num_workers``, the progress bar, the logging interval).  None of them changes
+what a cell measures, except its wall-clock time, which depends on the machine anyway; every other key
+(``data.root`` included) is hashed, so changing it makes the cell stale."""
+
+
+def _hashed(config: Any, prefix: str = "") -> Any:
+    """``config`` without :data:`CONFIG_HASH_EXCLUDED`, numbers normalised (``10.0`` and ``10`` hash alike)."""
+    if isinstance(config, dict):
+        return {k: _hashed(v, f"{prefix}{k}.") for k, v in config.items() if f"{prefix}{k}" not in CONFIG_HASH_EXCLUDED}
+    if isinstance(config, (list, tuple)):
+        return [_hashed(v, prefix) for v in config]
+    if isinstance(config, float) and config.is_integer():
+        return int(config)
+    return config
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """sha256 of a cell's composed, resolved config (a plain dict) without :data:`CONFIG_HASH_EXCLUDED`:
+    equal for equal configs, whatever the key order, and for the config read back from the cell's JSON."""
+    text = json.dumps(_hashed(finite_or_none(config)), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _flat(config: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(config, dict):
+        return {prefix[:-1]: config}
+    return {k: v for key, value in config.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+
+
+def _without_new_defaults(config: dict[str, Any], old: dict[str, Any], default: Any) -> dict[str, Any]:
+    """``config`` without the keys that ``old`` lacks and whose value is still ``default``'s."""
+    kept = {}
+    for key, value in config.items():
+        below = default.get(key) if isinstance(default, dict) else None
+        if isinstance(value, dict) and value:
+            value = _without_new_defaults(value, old.get(key) if isinstance(old.get(key), dict) else {}, below)
+            if not value and key not in old:
+                continue
+        elif key not in old and isinstance(default, dict) and key in default and _hashed(below) == _hashed(value):
+            continue
+        kept[key] = value
+    return kept
+
+
+def stale_reason(cell: dict[str, Any], config: dict[str, Any], defaults: dict[str, Any] | None = None) -> str:
+    """Why a finished cell no longer matches the cell's current config (``""`` if it does).
+
+    The cell's hash is recomputed from the config it holds, so that a change of
+    :data:`CONFIG_HASH_EXCLUDED` does not make every cell stale; its ``config_hash`` is read only when it
+    holds no config.  A cell with neither (none that nnzoo wrote) cannot be checked and is stale.
+    An option added to the configs after the cell ran (absent from its config) counts only where the
+    suite sets it away from its default (``defaults``: the cell's config before overrides), since a new
+    option's default keeps the old behaviour; every key the cell's config holds counts, always."""
+    old = cell.get("config")
+    if isinstance(old, dict) and defaults is not None:
+        config = _without_new_defaults(config, old, defaults)
+    old_hash = config_hash(old) if isinstance(old, dict) else cell.get("config_hash")
+    if old_hash == config_hash(config):
+        return ""
+    if not isinstance(old, dict):
+        return "no config recorded" if old_hash is None else "config changed (hash differs; no config recorded)"
+    before, after = _flat(_hashed(finite_or_none(old))), _flat(_hashed(finite_or_none(config)))
+    shown_before, shown_after = _flat(old), _flat(config)  # as written: 0.0, not the hashed 0
+    changed = [f"{k} {shown_before.get(k, '(absent)')} -> {shown_after.get(k, '(absent)')}"
+               for k in sorted(set(before) | set(after)) if before.get(k, "(absent)") != after.get(k, "(absent)")]
+    more = f", and {len(changed) - 3} more" if len(changed) > 3 else ""
+    return f"config changed ({', '.join(changed[:3])}{more})"
 
 
 CELL_KEYS = ("model", "data", "seed", "num_parameters", "train_seconds", "epochs", "dataset")
@@ -183,6 +278,9 @@ def read_cell(path: Path) -> dict[str, Any]:
     fix = "nnzoo wrote it: remove it to run that cell again"
     if not isinstance(cell, dict):
         raise NnzooError(f"benchmark cell {path} is not a JSON object; {fix}")
+    if "config" in cell and not isinstance(cell["config"], dict) or (
+            "config_hash" in cell and not isinstance(cell["config_hash"], str)):
+        raise NnzooError(f"benchmark cell {path} has a damaged 'config' or 'config_hash'; {fix}")
     if "not_applicable" in cell:
         return cell
     missing = [k for k in CELL_KEYS if k not in cell]
@@ -193,43 +291,61 @@ def read_cell(path: Path) -> dict[str, Any]:
     return cell
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
 def summarize(suite: Suite, out: Path) -> dict[str, list[dict[str, Any]]]:
-    """Rows per dataset: one per model with mean/std over finished seeds."""
+    """Rows per dataset: one per model with the mean and sample std (0 for one seed) over finished seeds."""
+    import pandas as pd  # lazy: keeps `nnzoo list` fast
+    columns = ["model", "note", "metric", "value", "test/identity_mse", "num_parameters", "train_seconds",
+               "networks_per_s", "epochs", "num_train"]
     tables: dict[str, list[dict[str, Any]]] = {}
     for data in suite.datasets:
-        rows, identity = [], []
-        for model in suite.models:
-            runs = [read_cell(p) for s in suite.seeds if (p := out / "cells" / _cell_name(data, model, s)).is_file()]
-            identity += [r["test/identity_mse"] for r in runs if r.get("test/identity_mse") is not None]
-            if not runs:
-                continue
-            if all("not_applicable" in r for r in runs):
+        frame = pd.DataFrame([_cell_row(model, read_cell(p)) for model in suite.models for s in suite.seeds
+                              if (p := out / "cells" / _cell_name(data, model, s)).is_file()],
+                             columns=columns, dtype=object)  # object: sizes and counts stay Python ints
+        floats = ["value", "test/identity_mse", "train_seconds", "networks_per_s"]
+        frame[floats] = frame[floats].astype(float)  # None -> NaN, skipped by mean() and std()
+        applicable = frame[frame["note"].isna()]
+        per_model = applicable.groupby("model", sort=False)
+        firsts = per_model.nth(0).set_index("model")  # the first seed's size, budget and metric name
+        means = per_model[["train_seconds", "networks_per_s"]].mean()
+        rows = []
+        for model in (m for m in suite.models if m in set(frame["model"])):
+            published = suite.published.get(data, {}).get(model, "")
+            if model not in firsts.index:  # every seed n/a
                 rows.append({"model": model, "metric": "", "mean": math.nan, "std": math.nan, "seeds": 0,
                              "params": 0, "train_seconds": 0.0, "networks_per_s": 0.0, "epochs": 0,
-                             "num_train": 0, "published": suite.published.get(data, {}).get(model, ""),
-                             "note": runs[0]["not_applicable"]})
+                             "num_train": 0, "published": published,
+                             "note": frame.loc[frame["model"] == model, "note"].iloc[0]})
                 continue
-            runs = [r for r in runs if "not_applicable" not in r]
-            key = _metric_key(runs[0])
-            mean, std = _mean_std([r[key] for r in runs if r.get(key) is not None] or [math.nan])
+            first = firsts.loc[model]
+            key = first["metric"]  # a seed with another metric (none that one suite writes) is not averaged in
+            group = per_model.get_group(model)
+            values = group.loc[group["metric"] == key, "value"].dropna()
             rows.append({
-                "model": model, "metric": key, "mean": mean, "std": std, "seeds": len(runs),
-                "params": runs[0]["num_parameters"],
-                "train_seconds": statistics.fmean(r["train_seconds"] for r in runs),
-                "networks_per_s": statistics.fmean(r.get("train_networks_per_s") or 0.0 for r in runs),
-                "epochs": runs[0]["epochs"], "num_train": runs[0]["dataset"].get("num_train"),
-                "published": suite.published.get(data, {}).get(model, ""), "note": "",
+                "model": model, "metric": key, "mean": float(values.mean()) if len(values) else math.nan,
+                "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                "seeds": len(group), "params": first["num_parameters"],
+                "train_seconds": float(means.loc[model, "train_seconds"]),
+                "networks_per_s": float(means.loc[model, "networks_per_s"]),
+                "epochs": first["epochs"], "num_train": first["num_train"], "published": published, "note": "",
             })
-        if identity:  # editing: the unedited input is the floor every editor must beat (same for every cell)
-            rows.append({"model": IDENTITY_EDIT, "metric": "test/mse", "mean": statistics.fmean(identity),
+        identity = frame["test/identity_mse"].dropna()
+        if len(identity):  # editing: the unedited input is the floor every editor must beat (same for every cell)
+            rows.append({"model": IDENTITY_EDIT, "metric": "test/mse", "mean": float(identity.mean()),
                          "std": 0.0, "seeds": 0, "params": 0, "train_seconds": 0.0, "networks_per_s": 0.0,
                          "epochs": 0, "num_train": None, "published": "", "note": ""})
         tables[data] = rows
     return tables
+
+
+def _cell_row(model: str, cell: dict[str, Any]) -> dict[str, Any]:
+    """What the tables read from one cell (:func:`read_cell`), as a row of :func:`summarize`'s frame."""
+    if "not_applicable" in cell:
+        return {"model": model, "note": cell["not_applicable"]}
+    key = _metric_key(cell)
+    return {"model": model, "note": None, "metric": key, "value": cell[key],
+            "test/identity_mse": cell.get("test/identity_mse"), "num_parameters": cell["num_parameters"],
+            "train_seconds": cell["train_seconds"], "networks_per_s": cell.get("train_networks_per_s") or 0.0,
+            "epochs": cell["epochs"], "num_train": cell["dataset"].get("num_train")}
 
 
 def _metric_key(run: dict[str, Any]) -> str:

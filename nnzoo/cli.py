@@ -1,10 +1,13 @@
 """The ``nnzoo`` command line.
 
-    nnzoo fit --model gnn --data mnist_inr [--trainer default] [key=value ...]
-    nnzoo test --checkpoint runs/.../checkpoints/best.ckpt [key=value ...]
+    nnzoo fit --model gnn --data mnist_inr [--trainer default] [--config FILE ...] [--print_config] [key=value ...]
+    nnzoo fit --config runs/mnist_inr-gnn/version_0/config.yaml      # re-run a run from its own config
+    nnzoo test --checkpoint gnn-mnist_inr|FILE.pt|FILE.ckpt [--split test|val|train] [key=value ...]
+    nnzoo validate --checkpoint ...                                  # the same on the validation split
     nnzoo build --data mnist_inr [data.build.size=5000]
+    nnzoo pack DIR --labels labels.csv --name mynets [--classes N|a,b,c] [--spec spec.json] [--force]
     nnzoo benchmark quick [--out DIR] [key=value ...]
-    nnzoo predict --checkpoint gnn-mnist_inr path/to/inr.pth
+    nnzoo predict --checkpoint gnn-mnist_inr path/to/inr.pth [more.pth FOLDER 'inrs/*.pth'] [--batch-size 64]
     nnzoo predict --checkpoint gnn-mnist_inr_dilate path/to/inr.pth [--output DIR] [--force]
     nnzoo inr fit digit.png -o digit.pth [--invert] [--steps N] [--psnr-target DB] [--seed S] [--force]
     nnzoo export runs/mnist_inr-gnn/version_0 --name gnn-mnist_inr
@@ -12,12 +15,14 @@
     nnzoo config --model gnn --data mnist_inr [key=value ...]
 
 ``model=NAME``, ``data=NAME`` and ``trainer=NAME`` are accepted as positional
-forms of the flags.  Errors caused by input print one line and exit with 2.
+forms of the flags; ``key=value`` overrides may stand anywhere on the line.  Errors
+caused by input print one line and exit with 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -47,44 +52,60 @@ def _split_selectors(args: argparse.Namespace) -> list[str]:
 def _compose(args: argparse.Namespace):
     from nnzoo.config import compose
     overrides = _split_selectors(args)
+    files = _config_files(args)
+    for kind in ("model", "data"):  # a --config file (e.g. a run's config.yaml) may choose them
+        chosen = next((c for c in reversed(files) if isinstance(OmegaConf.select(c[1], f"{kind}.name"), str)), None)
+        if chosen is None:
+            continue
+        name = OmegaConf.select(chosen[1], f"{kind}.name")
+        if getattr(args, kind) is None:
+            setattr(args, kind, name)
+        elif getattr(args, kind) != name and not str(getattr(args, kind)).endswith((".yaml", ".yml")):
+            raise NnzooError(f"--{kind} {getattr(args, kind)} but {chosen[0]} has {kind}.name={name}; drop one")
     if not args.model or not args.data:
         raise NnzooError("choose a model and a dataset, e.g. `nnzoo fit --model gnn --data mnist_inr` "
-                         "(see `nnzoo list`)")
-    return compose(args.model, args.data, args.trainer, overrides)
+                         "(see `nnzoo list`), or pass --config FILE")
+    return compose(args.model, args.data, args.trainer, overrides, files=[f for f, _ in files])
+
+
+def _config_files(args: argparse.Namespace) -> list[tuple[Path, Any]]:
+    """``--config`` files, read once up front (one line for a missing or unparsable file)."""
+    from nnzoo.config import load_yaml
+    files = []
+    for file in getattr(args, "config", None) or []:
+        path = Path(file).expanduser()
+        if not path.is_file():
+            raise NnzooError(f"--config {file}: no such file")
+        files.append((path, load_yaml(path)))
+    return files
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
     from nnzoo.train import fit
-    result = fit(_compose(args))
+    cfg = _compose(args)
+    if args.print_config:
+        console.print(OmegaConf.to_yaml(cfg), markup=False, highlight=False)
+        return 0
+    result = fit(cfg)
     _print_metrics(result.metrics, f"{result.metrics['model']} on {result.metrics['data']}")
     console.print(f"run folder: {result.run_dir}  (tensorboard --logdir {result.run_dir.parent})")
     return 0
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    import lightning as L
-
-    from nnzoo.config import apply_overrides, load_yaml
     from nnzoo.io import write_json
-    from nnzoo.train import build_datamodule, load_task
-
-    checkpoint = Path(args.checkpoint)
+    from nnzoo.train import evaluate
     if args.output and Path(args.output).is_dir():
         raise NnzooError(f"--output {args.output} is a folder; name a JSON file, e.g. {Path(args.output) / 'test.json'}")
-    task = load_task(checkpoint)  # first: a damaged or code-carrying file is named as such
-    run_config = checkpoint.parent.parent / "config.yaml"
-    if not run_config.is_file():
-        raise NnzooError(f"no config.yaml beside {checkpoint} (expected {run_config}); "
-                         "test checkpoints from an nnzoo run folder")
-    cfg = apply_overrides(load_yaml(run_config), args.overrides)
-    datamodule = build_datamodule(cfg)
-    trainer = L.Trainer(accelerator="cpu" if args.cpu else "auto", devices=1, logger=False,
-                        enable_progress_bar=True)
-    results = trainer.test(task, datamodule=datamodule, verbose=False)[0]
-    metrics = {"checkpoint": str(checkpoint), **{k: float(v) for k, v in results.items()}}
+    if args.output and Path(args.output).exists() and not args.force:
+        raise NnzooError(f"--output {args.output} exists; pass --force to replace it or name another file")
+    split = args.split or ("val" if args.command == "validate" else "test")
+    results = evaluate(args.checkpoint, split, args.overrides, files=args.config or (),
+                       accelerator="cpu" if args.cpu else None)
+    metrics = {"checkpoint": str(args.checkpoint), "split": split, **results}
     if args.output:
         write_json(args.output, metrics)
-    _print_metrics(metrics, f"test of {checkpoint}")
+    _print_metrics(metrics, f"{split} split of {args.checkpoint}")
     return 0
 
 
@@ -101,6 +122,23 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pack(args: argparse.Namespace) -> int:
+    """Pack a folder of your own networks (state dicts) and a CSV of labels into a dataset (``--data packed``)."""
+    from nnzoo.data.packed import pack_networks, read_pack, read_spec_file
+    spec = read_spec_file(args.spec) if args.spec else None
+    folder = pack_networks(args.folder, args.labels, args.name, task=args.task, classes=args.classes, spec=spec,
+                           activation=args.activation, seed=args.seed, val_fraction=args.val_fraction,
+                           test_fraction=args.test_fraction, force=args.force)
+    meta, spec, *_ = read_pack(folder)
+    classes = f", classes {', '.join(meta['class_names'])}" if meta["class_names"] else ""
+    counts = "/".join(str(meta["counts"][s]) for s in ("train", "val", "test"))
+    console.print(f"packed {sum(meta['counts'].values())} networks ({spec.describe()}; {meta['task']}{classes}; "
+                  f"train/val/test {counts}) into {folder}", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"train on it: nnzoo fit --model gnn --data packed data.pack={args.name}", markup=False,
+                  highlight=False, soft_wrap=True)
+    return 0
+
+
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from nnzoo.benchmark import default_results_dir, load_suite, run_suite
     suite = load_suite(args.suite)
@@ -111,29 +149,37 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from nnzoo.zoo import export_run
+    from nnzoo.zoo import checkpoints_folder, export_run, manifest
     e = export_run(Path(args.run), args.name, Path(args.folder) if args.folder else None, force=args.force)
-    console.print(f"exported {e.name}: {e.model} on {e.data}, {e.headline}, sha256 {e.sha256[:12]}...")
+    say = dict(markup=False, highlight=False, soft_wrap=True)
+    console.print(f"exported {e.name} to {e.folder / e.file}: {e.model} on {e.data}, {e.headline}, "
+                  f"sha256 {e.sha256[:12]}...", **say)
+    shipped = checkpoints_folder()
+    if e.folder.resolve() != shipped.resolve() and e.name in manifest(shipped):
+        console.print(f"note: '{e.name}' is also a shipped checkpoint; where both are looked up (nnzoo list "
+                      "checkpoints) yours is used", **say)
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     import json
 
-    from nnzoo.zoo import edit_file, load_checkpoint_file, load_pretrained, predict_file
+    from nnzoo.zoo import edit_files, load_checkpoint_file, load_pretrained, predict_files
     source = Path(args.checkpoint)
-    # a path: an exported .pt or a run's .ckpt; otherwise a name from checkpoints/manifest.json
+    # a path: an exported .pt or a run's .ckpt; otherwise a name from the checkpoint folders' manifests
     module = load_checkpoint_file(source) if source.is_file() else load_pretrained(args.checkpoint)
     editing = module.info.task == "editing"
     if not editing and (args.output or args.force):
         raise NnzooError(f"--output/--force are for editing checkpoints; '{args.checkpoint}' does "
                          f"{module.info.task} and writes nothing")
-    for file in args.files:
-        if editing:
-            result = edit_file(module, Path(file), Path(args.output) if args.output else None, args.force)
-        else:
-            result = predict_file(module, Path(file), args.activation)
-        print(json.dumps({"file": file, **result}), flush=True)  # JSON lines: easy to parse, never wrapped
+    # every file is read and checked before the first forward pass: a bad one is one line, and nothing else
+    if editing:
+        results = edit_files(module, args.files, Path(args.output) if args.output else None, args.force,
+                             batch_size=args.batch_size)
+    else:
+        results = predict_files(module, args.files, args.activation, batch_size=args.batch_size)
+    for result in results:
+        print(json.dumps(result), flush=True)  # JSON lines: easy to parse, never wrapped
     return 0
 
 
@@ -190,20 +236,16 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from nnzoo.config import KINDS, available
-    from nnzoo.data import DATASETS
-    from nnzoo.models import MODELS
     what = args.what
     if what in ("all", "models"):
         table = Table(title="models")
         for col in ("name", "params (mnist_inr)", "tasks", "CNNs", "mixed archs", "summary"):
             table.add_column(col)
-        for name in MODELS.names():
-            entry = MODELS.entry(name)
-            m = entry.meta
-            table.add_row(name, f"{_param_count(name):,}", ", ".join(m["tasks"]), _yes(m["conv"]),
-                          _yes(m["heterogeneous"]), entry.summary)
+        for row in _model_rows():
+            table.add_row(*row)
         console.print(table)
     if what in ("all", "data"):
+        from nnzoo.data import DATASETS
         table = Table(title="datasets")
         for col in ("name", "task", "summary"):
             table.add_column(col)
@@ -212,14 +254,21 @@ def cmd_list(args: argparse.Namespace) -> int:
             table.add_row(name, entry.meta.get("task", ""), entry.summary)
         console.print(table)
     if what in ("all", "checkpoints"):
-        from nnzoo.zoo import list_pretrained
-        table = Table(title="pretrained checkpoints (checkpoints/manifest.json)")
-        for col in ("name", "model", "data", "params", "result", "nnzoo"):
+        from nnzoo.zoo import checkpoint_folders, list_pretrained
+        table = Table(title="pretrained checkpoints (manifest.json of each folder below)")
+        for col in ("name", "model", "data", "params", "result", "nnzoo", "from"):
             table.add_column(col)
         entries = list_pretrained()
         for e in entries:
-            table.add_row(e.name, e.model, e.data, f"{e.num_parameters:,}", e.headline, e.nnzoo_version)
+            table.add_row(e.name, e.model, e.data, f"{e.num_parameters:,}", e.headline, e.nnzoo_version, e.origin)
         console.print(table)
+        say = dict(markup=False, highlight=False, soft_wrap=True)
+        console.print("checkpoint folders, first match wins: " + "; ".join(
+            f"{origin} {path}" for path, origin in checkpoint_folders()), **say)
+        for e in entries:
+            if e.hides:
+                console.print(f"note: {e.name} ({e.origin}, {e.folder}) hides the {' and '.join(e.hides)} "
+                              "checkpoint of that name", **say)
         _print_conventions(entries, args.details)
     if what in ("all", "configs"):
         from nnzoo.benchmark import suites_folder
@@ -264,6 +313,44 @@ def _inr_fit_epilog() -> str:
             "nnzoo.data.siren_fit.fit_image(path_or_array).save('digit.pth').")
 
 
+def _model_rows() -> list[list[str]]:
+    """The rows of ``nnzoo list models``.  Importing the models (torch, PyG, Lightning) takes 6-10 s on 2 cores,
+    building them for the counts 0.16 s more (measured), so the rows are cached in ``$NNZOO_HOME/list``, keyed
+    by nnzoo's sources, the model configs and the torch/PyG versions; a hit imports neither (0.6 s in all)."""
+    import hashlib
+    import json
+    from importlib import metadata
+
+    from nnzoo.config import config_root
+    from nnzoo.io import cache_home, write_json
+    key = hashlib.sha256(" ".join(metadata.version(d) for d in ("torch", "torch_geometric")).encode())
+    for path in sorted(Path(__file__).resolve().parent.rglob("*.py")) + sorted((config_root() / "model").glob("*.yaml")):
+        key.update(str(path).encode() + b"\0" + path.read_bytes())
+    try:
+        cache = cache_home() / "list" / f"models-{key.hexdigest()[:24]}.json"
+    except NnzooError:  # NNZOO_HOME is a file: no cache
+        cache = None
+    try:
+        return json.loads(cache.read_text())
+    except (AttributeError, OSError, ValueError):
+        pass
+    from nnzoo.models import MODELS
+    rows = []
+    for name in MODELS.names():
+        entry = MODELS.entry(name)
+        m = entry.meta
+        rows.append([name, f"{_param_count(name):,}", ", ".join(m["tasks"]), _yes(m["conv"]),
+                     _yes(m["heterogeneous"]), entry.summary])
+    if cache is not None:
+        try:
+            for old in cache.parent.glob("models-*.json"):  # written for sources that have changed since
+                old.unlink()
+            write_json(cache, rows)
+        except OSError:
+            pass  # an unwritable cache only costs the speed
+    return rows
+
+
 def _param_count(name: str) -> int:
     """Parameters of a model built with its default config for MNIST INRs (no data needed)."""
     from nnzoo.config import model_options
@@ -300,16 +387,24 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from nnzoo import __version__
     parser = _Parser(prog="nnzoo", description="Learning on neural-network weights.")
+    parser.add_argument("--version", action="version", version=f"nnzoo {__version__}")
     parser.add_argument("--debug", action="store_true",
                         help=f"show Python tracebacks instead of one-line errors (also {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_selection(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--model", help="model name (nnzoo list models)")
-        p.add_argument("--data", help="dataset name (nnzoo list data)")
+        p.add_argument("--model", help="model name (nnzoo list models) or a model YAML file (./my_gnn.yaml)")
+        p.add_argument("--data", help="dataset name (nnzoo list data) or a data YAML file")
         p.add_argument("--trainer", default="default", help="trainer config (zoo_configs/trainer)")
-        p.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. trainer.max_epochs=5")
+        p.add_argument("--config", action="append", metavar="FILE",
+                       help="YAML merged over the shipped configs, in order, before key=value overrides; "
+                            "repeatable. A run's own config.yaml re-runs that run")
+        p.add_argument("--print_config", "--print-config", action="store_true",
+                       help="print the merged config and exit")
+        p.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. trainer.max_epochs=5 (any "
+                                                    "lightning.Trainer argument), anywhere on the line")
 
     p = sub.add_parser("fit", help="train a model on a dataset, then test the best checkpoint")
     with_selection(p)
@@ -321,12 +416,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data")
     p.add_argument("overrides", nargs="*")
     p.set_defaults(func=cmd_build, model=None, trainer="default")
-    p = sub.add_parser("test", help="evaluate a checkpoint on the test split of its run's dataset")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--output", help="also write the metrics to this JSON file")
-    p.add_argument("--cpu", action="store_true", help="force CPU")
-    p.add_argument("overrides", nargs="*", help="overrides of the run's config, e.g. data.root=...")
-    p.set_defaults(func=cmd_test)
+    p = sub.add_parser("pack", help="pack a folder of your own networks + a CSV of labels into a dataset "
+                                    "(nnzoo fit --data packed data.pack=NAME)",
+                       description="Read every state dict listed in the CSV (columns file,label for classification "
+                                   "or file,target in [0, 1] for regression, optional split=train|val|test; files "
+                                   "relative to DIR), check each against one architecture and the labels against "
+                                   "the declared classes, and write $NNZOO_HOME/packs/NAME/. Without a split "
+                                   "column the networks are split at random (--seed): 10% validation, 10% test.")
+    p.add_argument("folder", metavar="DIR", help="folder holding the networks (.pth/.pt state dicts)")
+    p.add_argument("--labels", required=True, help="CSV with a header: file,label (or file,target) [,split]")
+    p.add_argument("--name", required=True, help="dataset name (data.pack=NAME)")
+    p.add_argument("--task", choices=("classification", "regression"),
+                   help="default: from the CSV's column (label: classification, target: regression)")
+    p.add_argument("--classes", help="classification: the number of classes N (labels 0..N-1) or their names "
+                                     "a,b,c (labels may be names or indices); required, never inferred")
+    p.add_argument("--spec", help="JSON of the architecture (json.dump(nnzoo.nets.spec_from_module(net).to_dict(), "
+                                  "f)); default: read off the first network's tensors with --activation")
+    p.add_argument("--activation", default="relu",
+                   help="without --spec: activation after every hidden layer (default relu; the file does not say)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random split (default 0)")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="random split: validation fraction (0.1)")
+    p.add_argument("--test-fraction", type=float, default=0.1, help="random split: test fraction (0.1)")
+    p.add_argument("--force", action="store_true", help="replace an existing pack of that name")
+    p.set_defaults(func=cmd_pack)
+    for command, split in (("test", "test"), ("validate", "val")):
+        p = sub.add_parser(command, help=f"evaluate a checkpoint on the {split} split of the dataset it was "
+                                         "trained on")
+        p.add_argument("--checkpoint", required=True,
+                       help="pretrained name (nnzoo list checkpoints), an exported .pt or a run's .ckpt (its run "
+                            "folder is not needed: checkpoints carry their run config)")
+        p.add_argument("--split", choices=SPLIT_CHOICES, help=f"which split (default {split})")
+        p.add_argument("--config", action="append", metavar="FILE",
+                       help="the run config, for a checkpoint made before configs were stored in it")
+        p.add_argument("--output", help="also write the metrics to this JSON file")
+        p.add_argument("--force", action="store_true", help="replace an existing --output file")
+        p.add_argument("--cpu", action="store_true", help="force CPU")
+        p.add_argument("overrides", nargs="*",
+                       help="overrides of the run's config: where its files are (data.root=...), trainer.* "
+                            "options; options that would read other networks are refused")
+        p.set_defaults(func=cmd_test)
     p = sub.add_parser("benchmark", help="run a benchmark suite (benchmarks/<suite>.yaml), resuming finished cells")
     p.add_argument("suite", help="suite name or path to a suite YAML")
     p.add_argument("--out", help="output folder (default benchmarks/results/<suite>)")
@@ -343,7 +471,12 @@ def build_parser() -> argparse.ArgumentParser:
                                     "same state-dict format) and <name>.<dataset>.png (input | edited | target); "
                                     "default: next to each input")
     p.add_argument("--force", action="store_true", help="editing checkpoints: replace existing outputs")
-    p.add_argument("files", nargs="+", help="state dicts of networks with the checkpoint's architecture")
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="networks per forward pass (default 64); the results do not depend on it")
+    p.add_argument("files", nargs="+",
+                   help="state dicts of networks with the checkpoint's architecture: files, folders (their "
+                        "*.pth/*.pt files) or quoted glob patterns ('inrs/*.pth'); all are read and checked "
+                        "before the first prediction")
     p.set_defaults(func=cmd_predict)
     p = sub.add_parser("inr", help="make INRs of your own images (nnzoo inr fit)")
     inr = p.add_subparsers(dest="inr_command", required=True)
@@ -367,7 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="turn a finished run into a pretrained checkpoint + manifest entry")
     p.add_argument("run", help="run folder holding config.yaml, metrics.json, checkpoints/best.ckpt")
     p.add_argument("--name", required=True, help="checkpoint name, e.g. gnn-mnist_inr")
-    p.add_argument("--folder", help="checkpoint folder (default: the repository's checkpoints/)")
+    p.add_argument("--folder", help="checkpoint folder (default: $NNZOO_HOME/checkpoints, i.e. "
+                                    "~/.cache/nnzoo/checkpoints, which named lookups search too)")
     p.add_argument("--force", action="store_true", help="replace an existing checkpoint of that name")
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("list", help="list models, datasets, checkpoints and configs")
@@ -378,6 +512,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 DEBUG_ENV = "NNZOO_DEBUG"
+SPLIT_CHOICES = ("train", "val", "test")
+OVERRIDE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*=")
+
+
+def _intermixed(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[list[str], list[str]]:
+    """Split ``argv`` into the words for argparse and the ``key=value`` overrides, wherever they stand
+    (``nnzoo fit --trainer default trainer.max_epochs=1 --model mlp``): argparse alone stops filling a
+    positional list at the first flag. A word right after a flag that takes a value is that flag's value."""
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    command = next((commands[w] for w in argv if w in commands), None)
+    if command is None or not any(a.dest == "overrides" for a in command._actions):
+        return argv, []  # e.g. `nnzoo predict lr=0.1.pth`: a file name, not an override
+    takes_value: set[str] = set()
+    stack = [parser]
+    while stack:
+        p = stack.pop()
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                stack.extend(action.choices.values())
+            elif action.option_strings and action.nargs != 0:
+                takes_value.update(action.option_strings)
+    words, overrides = [], []
+    for i, word in enumerate(argv):
+        after_flag = i > 0 and argv[i - 1] in takes_value
+        if OVERRIDE.match(word) and not after_flag:
+            overrides.append(word)
+        else:
+            words.append(word)
+    return words, overrides
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -387,13 +550,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     parser = build_parser()
-    args, extra = parser.parse_known_args([a for a in argv if a != "--debug"])  # --debug anywhere on the line
-    # argparse stops filling `overrides` at the first flag: `benchmark quick --out D threads=1` leaves
-    # threads=1 over; key=value words after a flag are overrides all the same
-    if extra and hasattr(args, "overrides") and all("=" in a and not a.startswith("-") for a in extra):
-        args.overrides = [*args.overrides, *extra]
-    elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    words, overrides = _intermixed(parser, [a for a in argv if a != "--debug"])  # --debug anywhere on the line
+    args = parser.parse_args(words)
+    if overrides and not hasattr(args, "overrides"):
+        parser.error(f"unrecognized arguments: {' '.join(overrides)} (`nnzoo {args.command}` takes no key=value)")
+    if overrides:
+        args.overrides = [*args.overrides, *overrides]
     try:
         return args.func(args)
     except NnzooError as exc:

@@ -17,12 +17,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-import torch
-
 from nnzoo.errors import NnzooError
 
 
-def shipped_folder(name: str, env_var: str) -> Path:
+def shipped_folder(name: str, env_var: str | None) -> Path:
     """``$env_var``, the repository's top-level ``name/``, or the copy inside the installed wheel.
 
     Configs, benchmark suites and checkpoints live at the top of the repository (where
@@ -30,7 +28,7 @@ def shipped_folder(name: str, env_var: str) -> Path:
     ``pip install`` (not editable) finds them too.
     """
     from importlib import resources
-    if os.environ.get(env_var):
+    if env_var and os.environ.get(env_var):
         return Path(os.environ[env_var])
     repo = Path(__file__).resolve().parent.parent / name
     if repo.is_dir():
@@ -82,9 +80,13 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def save_tensors(path: str | os.PathLike, obj: Any) -> None:
-    """``torch.save`` atomically (only tensors/containers: loadable with weights_only)."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    """``torch.save`` atomically (only tensors/containers: loadable with weights_only).
+
+    Deterministic: the same ``obj`` gives the same bytes.  ``torch.save`` to a path names the zip's records
+    after the file (here a random temp name); to an open file it uses the fixed name ``archive``."""
+    import torch  # here, not at the top: `nnzoo list` reads configs and caches without torch
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
 
 
 def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
@@ -101,6 +103,7 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
 
 def load_tensors(path: str | os.PathLike, what: str = "file") -> Any:
     """``torch.load(weights_only=True)`` with one-line errors for missing, corrupt or unsafe files."""
+    import torch
     p = Path(path)
     if not p.is_file():
         raise NnzooError(f"{what} not found: {p}")

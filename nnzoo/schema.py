@@ -94,6 +94,7 @@ def _path_text(v: Any) -> bool:
 PRECISIONS = ("64-true", "64", 64, "32-true", "32", 32, "16-mixed", "16", 16, "bf16-mixed", "bf16", "16-true",
               "bf16-true", "transformer-engine", "transformer-engine-float16")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+LOGGERS = ("tensorboard", "csv", "wandb", "mlflow")
 
 RULES: dict[str, Rule] = {
     "seed": integer(0, 2**32 - 1),
@@ -122,6 +123,13 @@ RULES: dict[str, Rule] = {
     "trainer.enable_progress_bar": (lambda v: isinstance(v, bool), "true or false"),
     "trainer.limit_train_batches": optional((_fraction_or_count, "a count >= 0 or a fraction in (0, 1]")),
     "trainer.limit_val_batches": optional((_fraction_or_count, "a count >= 0 or a fraction in (0, 1]")),
+    "trainer.logger": either((lambda v: isinstance(v, bool), "true or false"), choice(*LOGGERS),
+                             (lambda v: isinstance(v, list) and len(v) > 0 and all(x in LOGGERS for x in v),
+                              f"a list of {', '.join(LOGGERS)}")),
+    "init_from": optional((_path_text, "a pretrained name, an exported .pt or a run's .ckpt")),
+    "callbacks.lr_monitor": (lambda v: isinstance(v, bool), "true or false"),
+    "callbacks.early_stopping_patience": optional(integer(1)),
+    "callbacks.early_stopping_min_delta": number(0),
     "data.batch_size": integer(1),
     "data.eval_batch_size": integer(1),
     "data.num_workers": integer(0),
@@ -192,6 +200,8 @@ def validate(cfg: DictConfig, defaults: DictConfig | None = None) -> None:
         if _unresolved(value) or _unresolved(default):
             continue
         rule = RULES.get(key)
+        if rule is None and key.startswith("trainer.") and default is None:
+            rule = trainer_rule(key.split(".", 1)[1])
         if rule is None and default is not None:
             rule = _type_of_default(default)
             if rule is not None and _is_int(default) and key.startswith(NON_NEGATIVE_INTEGER_SECTIONS):
@@ -201,7 +211,103 @@ def validate(cfg: DictConfig, defaults: DictConfig | None = None) -> None:
         example = f" (default {_show(default)})" if default is not None and default != value else ""
         raise NnzooError(f"{key} must be {rule[1]}, got {_show(value)}{example}; fix it with {key}=...")
     _check_accelerator(values.get("trainer.accelerator"))
+    _check_loggers(values.get("trainer.logger"))
     _check_folder("run_dir", values.get("run_dir"))
+
+
+# ------------------------------------------------------------------ Trainer arguments
+NOT_FROM_CONFIG = {
+    "callbacks": "callbacks are set by nnzoo's callbacks.* options (lr_monitor, early_stopping_patience, ...)",
+    "plugins": "plugins are Python objects; use a Python script with nnzoo.train for them",
+    "default_root_dir": "nnzoo writes every run under run_dir/<name>/version_k; set run_dir=... instead",
+}
+"""Trainer arguments a config cannot set, and what to use instead."""
+
+
+def trainer_arguments() -> dict[str, Any]:
+    """``{name: annotation}`` of every ``lightning.Trainer`` argument, from its signature."""
+    global _TRAINER_ARGS
+    if _TRAINER_ARGS is None:
+        import inspect
+        import typing
+
+        import lightning as L
+        hints = typing.get_type_hints(L.Trainer.__init__)
+        _TRAINER_ARGS = {name: hints.get(name, Any) for name in inspect.signature(L.Trainer.__init__).parameters
+                         if name != "self"}
+    return _TRAINER_ARGS
+
+
+_TRAINER_ARGS: dict[str, Any] | None = None
+
+
+def check_trainer_key(arg: str) -> None:
+    """Refuse a ``trainer.<arg>`` that is not a ``lightning.Trainer`` argument (naming the closest one) or one
+    a config cannot express."""
+    import difflib
+    known = trainer_arguments()
+    if arg not in known:
+        close = difflib.get_close_matches(arg, list(known), n=1)
+        hint = f"did you mean trainer.{close[0]}?" if close else "see `python -c 'help(lightning.Trainer)'`"
+        raise NnzooError(f"trainer.{arg} is not an argument of lightning.Trainer; {hint}")
+    if arg in NOT_FROM_CONFIG:
+        raise NnzooError(f"trainer.{arg} cannot be set from a config: {NOT_FROM_CONFIG[arg]}")
+
+
+def trainer_rule(arg: str) -> Rule | None:
+    """The check of a Trainer argument that the shipped YAML does not list, from its type annotation
+    (``Optional[int]``, ``Union[int, float, str, timedelta, dict[str, int]]``, ``Literal[...]``...)."""
+    annotation = trainer_arguments().get(arg)
+    if annotation is None or arg == "logger":
+        return None
+    return (lambda v: _accepts(v, annotation)), _describe(annotation)
+
+
+def _accepts(value: Any, annotation: Any) -> bool:
+    import typing
+    from collections.abc import Iterable
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is Any:
+        return True
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return _is_int(value)
+    if annotation is float:
+        return _is_number(value)
+    if annotation is str:
+        return isinstance(value, str)
+    if origin is typing.Union:
+        return any(_accepts(value, a) for a in args)
+    if origin is typing.Literal:
+        return not isinstance(value, bool) and any(value == a and type(value) is type(a) for a in args)
+    if origin is list:
+        return isinstance(value, list) and all(_accepts(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(isinstance(k, str) and _accepts(v, args[1]) for k, v in value.items())
+    if origin is Iterable:
+        return False
+    return False  # a Python object (a Logger, a Strategy instance, a timedelta): not expressible in YAML
+
+
+def _describe(annotation: Any) -> str:
+    import typing
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is type(None):
+        return "null"
+    if origin is typing.Union:
+        parts = [_describe(a) for a in args]
+        return " or ".join(dict.fromkeys(p for p in parts if p))
+    if origin is typing.Literal:
+        return "one of " + ", ".join(map(str, args))
+    if origin is list:
+        return f"a list of {_describe(args[0])}"
+    if origin is dict:
+        return "a mapping such as {hours: 1}"
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "text"}
+    return names.get(annotation, "")
 
 
 def _show(value: Any) -> str:
@@ -223,6 +329,15 @@ def _check_accelerator(accelerator: Any) -> None:
     if not available:
         raise NnzooError(f"trainer.accelerator={accelerator} but no such device is visible on this machine; "
                          "use trainer.accelerator=cpu (or auto)")
+
+
+def _check_loggers(chosen: Any) -> None:
+    """wandb and mlflow are optional extras: say how to install them now, not from inside Lightning."""
+    import importlib.util
+    for name in [chosen] if isinstance(chosen, str) else chosen if isinstance(chosen, list) else []:
+        if name in ("wandb", "mlflow") and importlib.util.find_spec(name) is None:
+            raise NnzooError(f"trainer.logger={name} needs the {name} package: pip install 'nnzoo[{name}]' "
+                             "(or choose tensorboard or csv)")
 
 
 def _check_folder(key: str, value: Any) -> None:

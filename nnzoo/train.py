@@ -14,8 +14,8 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from nnzoo import __version__
@@ -58,17 +58,19 @@ def build_datamodule(cfg: DictConfig) -> WeightDataModule:
     """The run's datamodule, its options checked; a model that cannot do the dataset's task is refused
     first (one line), before any data is built or read."""
     from nnzoo.data import DATASETS
-    from nnzoo.models.registry import check_task
-    task = DATASETS.entry(cfg.data.name).meta.get("task")
-    if task is not None:
-        check_task(cfg.model.name, task, cfg.data.name)
+    from nnzoo.models.registry import check_kinds, check_task
+    meta = DATASETS.entry(cfg.data.name).meta
+    if meta.get("task") is not None:
+        check_task(cfg.model.name, meta["task"], cfg.data.name)
+    check_kinds(cfg.model.name, cfg.data.name, conv=meta.get("conv", False),
+                heterogeneous=meta.get("heterogeneous", False))
     options = to_container(cfg.data)
     return create_datamodule(options.pop("name"), **options)
 
 
 def _trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
-    kwargs = {k: v for k, v in to_container(cfg.trainer).items() if v is not None}
-    return kwargs
+    """``lightning.Trainer`` arguments of the config (unset ones left to Lightning; loggers made by nnzoo)."""
+    return {k: v for k, v in to_container(cfg.trainer).items() if v is not None and k != "logger"}
 
 
 def _run_folder(cfg: DictConfig) -> tuple[str, int | None, Path | None]:
@@ -81,7 +83,7 @@ def _run_folder(cfg: DictConfig) -> tuple[str, int | None, Path | None]:
     the same run folder.
     """
     import os
-    name = cfg.name or f"{cfg.data.name}-{cfg.model.name}"
+    name = cfg.name or f"{cfg.data.get('pack') or cfg.data.name}-{cfg.model.name}"  # a pack: its own name
     root = Path(cfg.run_dir) / name
     if os.environ.get(_VERSION_ENV):
         version = int(os.environ[_VERSION_ENV])
@@ -196,21 +198,36 @@ def _fit(cfg: DictConfig) -> RunResult:
         torch.set_num_threads(int(cfg.threads))
     datamodule = build_datamodule(cfg)  # validates its options; builds nothing yet
     name, version, resume_from = _run_folder(cfg)  # a resume is checked in full here, before any work
+    initial = resolve_checkpoint(cfg.init_from)[0] if cfg.get("init_from") else None  # checked before any build
+    if initial is not None:
+        _check_same_family(initial, cfg.model.name, cfg.init_from)
     datamodule.prepare_data()
     info = datamodule.info
     task = create_task(to_container(cfg.model), info, to_container(cfg.optim), to_container(cfg.task))
+    task.run_config = to_container(cfg)  # stored in every .ckpt, so `nnzoo test` needs no run folder
+    if initial is not None:
+        init_weights_from(task, initial, cfg.init_from)
     monitor, mode = task.monitor
     if version is None:
         version = _claim_version(Path(cfg.run_dir) / name)
-    logger = TensorBoardLogger(save_dir=cfg.run_dir, name=name, version=version, default_hp_metric=False)
-    run_dir = Path(logger.log_dir)
-    checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
-                                  save_last=True, enable_version_counter=False)
+    run_dir = Path(cfg.run_dir) / name / f"version_{version}"
+    loggers = make_loggers(cfg, name, version, _global_step(resume_from) if resume_from else None)
+    checkpoints = None
+    callbacks: list[L.Callback] = []
+    if cfg.trainer.get("enable_checkpointing") is not False:
+        checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
+                                      save_last=True, enable_version_counter=False)
+        callbacks.append(checkpoints)
     throughput = TrainThroughput()
-    callbacks: list[L.Callback] = [checkpoints, throughput, StopOnNonFiniteLoss(run_dir, float(cfg.optim.lr))]
+    callbacks += [throughput, StopOnNonFiniteLoss(run_dir, float(cfg.optim.lr))]
+    if loggers and cfg.callbacks.lr_monitor:
+        callbacks.append(LearningRateMonitor(logging_interval="step"))
+    if cfg.callbacks.early_stopping_patience is not None:
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=int(cfg.callbacks.early_stopping_patience),
+                                       min_delta=float(cfg.callbacks.early_stopping_min_delta)))
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(RichProgressBar(leave=True))
-    trainer = L.Trainer(**_trainer_kwargs(cfg), logger=logger, callbacks=callbacks)
+    trainer = L.Trainer(**_trainer_kwargs(cfg), logger=loggers or False, callbacks=callbacks)
     if trainer.is_global_zero:
         write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
@@ -218,21 +235,209 @@ def _fit(cfg: DictConfig) -> RunResult:
     trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     train_seconds = time.perf_counter() - start
 
+    best_path = checkpoints.best_model_path if checkpoints is not None else ""
     metrics: dict[str, Any] = {
         "model": cfg.model.name, "data": cfg.data.name, "seed": cfg.seed, "nnzoo_version": __version__,
         "num_parameters": task.num_parameters, "epochs": trainer.current_epoch, "steps": trainer.global_step,
         "train_seconds": round(train_seconds, 2), "train_networks_per_s": _float(throughput.per_second),
-        "dataset": datamodule.describe(),
-        "best_checkpoint": checkpoints.best_model_path, f"best_{monitor}": _float(checkpoints.best_model_score),
+        "dataset": datamodule.describe(), "init_from": cfg.get("init_from"),
+        "best_checkpoint": best_path,
+        f"best_{monitor}": _float(checkpoints.best_model_score) if checkpoints is not None else None,
     }
     if cfg.test:
-        best = checkpoints.best_model_path or None
-        results = trainer.test(task, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)
+        results = trainer.test(task, datamodule=datamodule, ckpt_path=best_path or None, weights_only=True,
+                               verbose=False)
         metrics.update({k: _float(v) for k, v in (results[0] if results else {}).items()})
     metrics["run_dir"] = str(run_dir)
     if trainer.is_global_zero:
+        log_hparams(loggers, cfg, metrics)
         write_json(run_dir / METRICS_FILE, metrics)
     return RunResult(run_dir, metrics)
+
+
+def make_loggers(cfg: DictConfig, name: str, version: int, resume_step: int | None) -> list[Logger]:
+    """The loggers ``trainer.logger`` names, all writing into the run folder (TensorBoard by default).
+
+    On a resume, what was logged after the checkpoint's step is dropped (TensorBoard's ``purge_step``; the
+    CSV keeps its earlier rows), so no step is logged twice."""
+    import os
+    chosen = cfg.trainer.get("logger", "tensorboard")
+    if chosen in (False, None):
+        return []
+    kinds = ["tensorboard"] if chosen is True else [chosen] if isinstance(chosen, str) else list(chosen)
+    folder = Path(cfg.run_dir) / name / f"version_{version}"
+    loggers: list[Logger] = []
+    for kind in kinds:
+        if kind == "tensorboard":
+            extra = {"purge_step": resume_step} if resume_step is not None else {}
+            loggers.append(TensorBoardLogger(save_dir=cfg.run_dir, name=name, version=version,
+                                             default_hp_metric=False, **extra))
+        elif kind == "csv":
+            import warnings  # the run folder exists already (config.yaml); no metrics.csv is deleted but a resumed one
+            warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
+            loggers.append(ResumableCSVLogger(save_dir=cfg.run_dir, name=name, version=version,
+                                              resume_step=resume_step))
+        elif kind == "wandb":
+            from lightning.pytorch.loggers import WandbLogger
+            loggers.append(WandbLogger(save_dir=str(folder), name=f"{name}/version_{version}",
+                                       project=os.environ.get("WANDB_PROJECT", "nnzoo"),
+                                       id=f"{name}-version_{version}".replace("/", "-"), resume="allow"))
+        elif kind == "mlflow":
+            from lightning.pytorch.loggers import MLFlowLogger
+            loggers.append(MLFlowLogger(experiment_name=name, run_name=f"version_{version}",
+                                        save_dir=str(Path(cfg.run_dir) / "mlruns")))
+    return loggers
+
+
+class ResumableCSVLogger(CSVLogger):
+    """Lightning's CSV logger, except that a resumed run keeps the rows logged before the resumed step
+    (Lightning's writer deletes an existing ``metrics.csv``) and drops the later ones, logged again now."""
+
+    def __init__(self, *args: Any, resume_step: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._resume_step = resume_step
+
+    @property
+    def experiment(self):  # type: ignore[override]
+        if self._experiment is not None or self._resume_step is None:
+            return super().experiment
+        import csv
+        path = Path(self.log_dir) / "metrics.csv"
+        kept = []
+        if path.is_file():
+            with path.open(newline="") as file:
+                kept = [{k: v for k, v in row.items() if v != ""} for row in csv.DictReader(file)
+                        if row.get("step", "").isdigit() and int(row["step"]) < self._resume_step]
+        writer = super().experiment  # deletes the old file
+        if kept:
+            writer.metrics = kept + writer.metrics
+            writer.save()
+        return writer
+
+
+def log_hparams(loggers: list[Logger], cfg: DictConfig, metrics: dict[str, Any]) -> None:
+    """The run config and its results in TensorBoard's HPARAMS tab (one row per run, comparable across runs)."""
+    from nnzoo.schema import leaves
+    params = {k: (v if isinstance(v, (int, float, str, bool)) else str(v))
+              for k, v in leaves(to_container(cfg)).items()}
+    scores = {f"hp/{k}": v for k, v in metrics.items()
+              if isinstance(v, float) and (k.startswith(("test/", "best_")))}
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger) and scores:
+            logger.log_hyperparams(params, metrics=scores)
+            logger.finalize("success")
+
+
+def _global_step(checkpoint: Path) -> int:
+    blob = load_tensors(checkpoint, "last checkpoint")
+    return int(blob.get("global_step", 0)) if isinstance(blob, dict) else 0
+
+
+def resolve_checkpoint(source: str) -> tuple[WeightSpaceTask, dict[str, Any] | None]:
+    """The module and, when known, the run config of a checkpoint given the way ``nnzoo predict`` takes it: a
+    pretrained name (``nnzoo list checkpoints``), an exported ``.pt`` or a run's ``.ckpt``."""
+    from nnzoo.zoo import entry, list_pretrained, load_checkpoint_file, load_pretrained
+    from nnzoo.io import sha256_file
+    path = Path(source).expanduser()
+    if not path.is_file():
+        if path.suffix in (".ckpt", ".pt", ".pth") or "/" in str(source):
+            raise NnzooError(f"checkpoint not found: {path}; pass an existing file or a name from "
+                             "`nnzoo list checkpoints`")
+        return load_pretrained(source), entry(source).config
+    module = load_task(path) if path.suffix == ".ckpt" else load_checkpoint_file(path)
+    blob = load_tensors(path, "checkpoint")
+    config = blob.get("nnzoo_config") or blob.get("config") if isinstance(blob, dict) else None
+    beside = path.parent.parent / "config.yaml"
+    if config is None and path.suffix == ".ckpt" and beside.is_file():
+        from nnzoo.config import load_yaml
+        config = to_container(load_yaml(beside))
+    if config is None:  # an exported file from before configs were stored in it: its manifest entry
+        digest = sha256_file(path)
+        config = next((e.config for e in list_pretrained() if e.sha256 == digest), None)
+    return module, config
+
+
+def _check_same_family(module: WeightSpaceTask, mine: str, source: str) -> None:
+    theirs = module.hparams["model"]["name"]
+    if theirs != mine:
+        raise NnzooError(f"init_from={source} holds a '{theirs}' model but this run trains '{mine}'; start from "
+                         f"a {mine} checkpoint or drop init_from")
+
+
+def init_weights_from(task: WeightSpaceTask, module: WeightSpaceTask, source: str) -> None:
+    """Fine-tuning: copy every tensor of ``module`` whose name and shape match into ``task`` (a new head for
+    another class count stays freshly initialised); refuse another model family or nothing in common."""
+    from nnzoo.progress import console
+    mine = task.hparams["model"]["name"]
+    _check_same_family(module, mine, source)
+    own = task.state_dict()
+    loaded = {k: v for k, v in module.state_dict().items() if k in own and own[k].shape == v.shape}
+    if not loaded:
+        raise NnzooError(f"init_from={source}: no tensor matches this run's {mine} model in name and shape "
+                         "(other model options?); use the checkpoint's model options or drop init_from")
+    task.load_state_dict(loaded, strict=False)
+    fresh = sorted(set(own) - set(loaded))
+    console.print(f"init_from {source}: {len(loaded)}/{len(own)} tensors loaded"
+                  + (f"; newly initialised: {', '.join(fresh[:4])}{' ...' if len(fresh) > 4 else ''}" if fresh else ""),
+                  markup=False, highlight=False, soft_wrap=True)
+
+
+DATA_MAY_CHANGE = ("data.root", "data.splits", "data.split_file", "data.statistics", "data.num_workers",
+                   "data.eval_batch_size", "data.batch_size", "data.cache_dir")
+"""Data options ``nnzoo test`` may change: where the same files are and how they are read, not which networks."""
+
+SPLITS = ("train", "val", "test")
+
+
+def evaluate(source: str, split: str = "test", overrides: list[str] | tuple[str, ...] = (),
+             files: list[str] | tuple[str, ...] = (), accelerator: str | None = None) -> dict[str, Any]:
+    """Metrics of a checkpoint on one split of the dataset it was trained on (``nnzoo test``/``validate``).
+
+    The dataset is the checkpoint's own (its stored run config); an override that would build or read other
+    networks is refused, and the data read must match the checkpoint's architectures and classes."""
+    from nnzoo.config import apply_overrides
+    from nnzoo.schema import leaves
+    if split not in SPLITS:
+        raise NnzooError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    module, config = resolve_checkpoint(source)
+    if config is None:
+        raise NnzooError(f"checkpoint {source} carries no run config and has no config.yaml beside it; pass the "
+                         "run's config with --config FILE")
+    stored = OmegaConf.create(config)
+    cfg = apply_overrides(stored, overrides, files=files)
+    before, after = leaves(to_container(stored.data)), leaves(to_container(cfg.data))
+    for key in sorted(set(before) | set(after)):
+        if f"data.{key}" not in DATA_MAY_CHANGE and before.get(key) != after.get(key):
+            raise NnzooError(f"data.{key} is {after.get(key)!r} here but {before.get(key)!r} in the checkpoint's run; "
+                             f"test evaluates a checkpoint on its own dataset (only {', '.join(DATA_MAY_CHANGE)} "
+                             "may change); for other networks use `nnzoo predict`")
+    datamodule = build_datamodule(cfg)
+    datamodule.prepare_data()
+    _check_same_data(datamodule.info, module.info, source)
+    kwargs = {**_trainer_kwargs(cfg), "devices": 1, "num_nodes": 1, "strategy": "auto", "logger": False}
+    if accelerator:
+        kwargs["accelerator"] = accelerator
+    trainer = L.Trainer(**kwargs)
+    loader = datamodule.eval_dataloader(split)
+    if split == "val":
+        results = trainer.validate(module, dataloaders=loader, verbose=False)[0]
+    else:
+        results = trainer.test(module, dataloaders=loader, verbose=False)[0]
+    return {f"{split}/{k.split('/', 1)[1]}" if "/" in k else k: float(v) for k, v in results.items()}
+
+
+def _check_same_data(info, trained, source: str) -> None:
+    """The data read now must be what the checkpoint was trained on: name, task, outputs, architectures."""
+    mine = (info.name, info.task, info.num_outputs, [s.describe() for s in info.specs])
+    theirs = (trained.name, trained.task, trained.num_outputs, [s.describe() for s in trained.specs])
+    if mine != theirs:
+        what = next(w for w, a, b in zip(("name", "task", "outputs", "architectures"), mine, theirs) if a != b)
+        raise NnzooError(f"the data read for {source} differs from what it was trained on ({what}: "
+                         f"{_short(mine)} vs {_short(theirs)}); point data.root at the checkpoint's own files")
+
+
+def _short(value: Any) -> str:
+    return str(value)[:120]
 
 
 def load_task(checkpoint: str | Path) -> WeightSpaceTask:

@@ -14,7 +14,11 @@ number in the manifest comes from a command, not from a hand edit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import glob
+import os
+from collections.abc import Iterable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +27,47 @@ from omegaconf import OmegaConf
 
 from nnzoo import __version__
 from nnzoo.errors import NnzooError, unknown_name
-from nnzoo.io import load_tensors, read_json, save_tensors, sha256_file, shipped_folder, write_json
+from nnzoo.io import cache_home, load_tensors, read_json, save_tensors, sha256_file, shipped_folder, write_json
 
 MANIFEST = "manifest.json"
+CHECKPOINTS_ENV = "NNZOO_CHECKPOINTS"
 
 
 def checkpoints_folder() -> Path:
-    """``$NNZOO_CHECKPOINTS``, the repository's ``checkpoints/``, or the copy installed with the package."""
-    return shipped_folder("checkpoints", "NNZOO_CHECKPOINTS")
+    """The shipped checkpoints: the repository's ``checkpoints/``, or the copy installed with the package
+    (never replaced by ``$NNZOO_CHECKPOINTS``, which adds folders: :func:`checkpoint_folders`)."""
+    return shipped_folder("checkpoints", None)
+
+
+def user_checkpoints_folder() -> Path:
+    """Where ``nnzoo export`` writes by default: ``$NNZOO_HOME/checkpoints`` (``~/.cache/nnzoo/checkpoints``),
+    a folder of the user's, not the installed package."""
+    return cache_home() / "checkpoints"
+
+
+def checkpoint_folders() -> list[tuple[Path, str]]:
+    """``(folder, origin)`` of every folder a checkpoint name is looked up in, the first that lists a name
+    winning: each folder of ``$NNZOO_CHECKPOINTS`` (separated by ``os.pathsep``, in order), the default export
+    folder (:func:`user_checkpoints_folder`), then the shipped checkpoints.  Each folder has its own
+    ``manifest.json``; a folder that does not exist yet lists nothing, except one named in the variable
+    (a typo would otherwise hide every checkpoint in it without a word)."""
+    folders = []
+    for item in os.environ.get(CHECKPOINTS_ENV, "").split(os.pathsep):
+        if not item:
+            continue
+        path = Path(item).expanduser()
+        if not path.is_dir():
+            raise NnzooError(f"{CHECKPOINTS_ENV} names {path}, which is not a folder; create it (nnzoo export "
+                             f"--folder {path} writes one) or fix the variable")
+        folders.append((path, CHECKPOINTS_ENV))
+    folders += [(user_checkpoints_folder(), "user"), (checkpoints_folder(), "shipped")]
+    seen, unique = set(), []
+    for path, origin in folders:  # one folder named twice (e.g. the shipped one in the variable) counts once
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append((path, origin))
+    return unique
 
 
 @dataclass
@@ -46,6 +83,11 @@ class PretrainedEntry:
     nnzoo_version: str
     config: dict[str, Any]
     input_convention: dict[str, Any] | None = None  # see input_convention(); absent in entries made before it
+    # where the entry was read from (not stored in the manifest): its folder, that folder's origin
+    # (checkpoint_folders()) and the origins of the entries of the same name it hides
+    folder: Path | None = field(default=None, compare=False, repr=False)
+    origin: str = field(default="", compare=False, repr=False)
+    hides: list[str] = field(default_factory=list, compare=False, repr=False)
 
     @property
     def headline(self) -> str:
@@ -70,12 +112,31 @@ ENTRY_TYPES: dict[str, type | tuple[type, ...]] = {
 
 
 def manifest(folder: Path | None = None) -> dict[str, PretrainedEntry]:
-    """The entries of ``folder/manifest.json``, each checked field by field (one line naming the entry and
-    the field when a hand edit broke it: an unknown or missing field, a wrong type, a file path)."""
+    """The entries of ``folder/manifest.json``, or, without ``folder``, of every folder of
+    :func:`checkpoint_folders` (a user's entry wins over a shipped one of the same name and records it in
+    ``hides``).  Each entry is checked field by field (one line naming the entry and the field when a hand
+    edit broke it: an unknown or missing field, a wrong type, a file path)."""
+    if folder is not None:
+        return _folder_manifest(Path(folder), "folder")
+    merged: dict[str, PretrainedEntry] = {}
+    for path, origin in checkpoint_folders():
+        for name, e in _folder_manifest(path, origin).items():
+            if name in merged:
+                merged[name].hides.append(origin)
+            else:
+                merged[name] = e
+    return merged
+
+
+def _manifest_record(e: PretrainedEntry) -> dict[str, Any]:
+    """The fields of ``e`` that ``manifest.json`` stores (not where it was read from)."""
+    return {key: getattr(e, key) for key in ENTRY_TYPES}
+
+
+def _folder_manifest(folder: Path, origin: str) -> dict[str, PretrainedEntry]:
     from dataclasses import MISSING, fields
 
     from nnzoo.schema import check_name
-    folder = folder or checkpoints_folder()
     path = folder / MANIFEST
     if not path.is_file():
         return {}
@@ -84,7 +145,7 @@ def manifest(folder: Path | None = None) -> dict[str, PretrainedEntry]:
     if not isinstance(listed, list):
         raise NnzooError(f"checkpoint manifest {path} must be an object with a list 'checkpoints'; restore it "
                          "from git or re-export the checkpoints")
-    required = {f.name for f in fields(PretrainedEntry) if f.default is MISSING}
+    required = {f.name for f in fields(PretrainedEntry) if f.default is MISSING and f.default_factory is MISSING}
     entries = {}
     for i, e in enumerate(listed):
         where = f"checkpoint manifest {path}, entry {i}"
@@ -106,7 +167,7 @@ def manifest(folder: Path | None = None) -> dict[str, PretrainedEntry]:
             check_name("file", e["file"])  # a manifest never points outside its own folder
         except NnzooError as exc:
             raise NnzooError(f"{where}: {exc}") from None
-        entries[e["name"]] = PretrainedEntry(**e)
+        entries[e["name"]] = PretrainedEntry(**e, folder=folder, origin=origin)
     return entries
 
 
@@ -115,6 +176,7 @@ def list_pretrained(folder: Path | None = None) -> list[PretrainedEntry]:
 
 
 def entry(name: str, folder: Path | None = None) -> PretrainedEntry:
+    """Entry ``name`` of ``folder``'s manifest, or of the first folder of :func:`checkpoint_folders` listing it."""
     entries = manifest(folder)
     if name not in entries:
         raise unknown_name("pretrained checkpoint", name, list(entries))
@@ -122,10 +184,10 @@ def entry(name: str, folder: Path | None = None) -> PretrainedEntry:
 
 
 def load_pretrained(name: str, folder: Path | None = None):
-    """The ready LightningModule of pretrained checkpoint ``name`` (sha256 verified, no pickled code)."""
-    folder = folder or checkpoints_folder()
+    """The ready LightningModule of pretrained checkpoint ``name`` (sha256 verified against the manifest of
+    the folder it is listed in, no pickled code); without ``folder``, looked up as :func:`entry` does."""
     e = entry(name, folder)
-    path = folder / e.file
+    path = e.folder / e.file
     if not path.is_file():
         raise NnzooError(f"checkpoint file {path} listed in the manifest is missing; restore it from git")
     digest = sha256_file(path)
@@ -181,16 +243,19 @@ def load_checkpoint_file(path: Path):
 
 
 def export_run(run_dir: Path, name: str, folder: Path | None = None, force: bool = False) -> PretrainedEntry:
-    """Slim the best checkpoint of a finished run into ``checkpoints/<name>.pt`` and record it.
+    """Slim the best checkpoint of a finished run into ``<folder>/<name>.pt`` and record it in
+    ``<folder>/manifest.json``; ``folder`` defaults to :func:`user_checkpoints_folder` (the repository's
+    shipped checkpoints are made with ``--folder checkpoints``, see ``checkpoints/make_checkpoints.sh``).
 
     The metrics are the run's own test metrics (``metrics.json``), i.e. those of
     the exported weights on the test split of the run's dataset.  An existing name is
     replaced only with ``force``: a checkpoint and its manifest entry are someone's result.
+    The same run exported twice gives the same bytes (and sha256): :func:`nnzoo.io.save_tensors`.
     """
     from nnzoo.schema import check_name
     from nnzoo.train import METRICS_FILE, load_task
     check_name("--name", name)
-    folder = folder or checkpoints_folder()
+    folder = Path(folder) if folder is not None else user_checkpoints_folder()
     existing = manifest(folder)
     if not force and (name in existing or (folder / f"{name}.pt").exists()):
         raise NnzooError(f"checkpoint '{name}' already exists in {folder}; pass --force to replace it and its "
@@ -201,15 +266,15 @@ def export_run(run_dir: Path, name: str, folder: Path | None = None, force: bool
     config = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"))
     file = f"{name}.pt"
     save_tensors(folder / file, {"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams),
-                                 "nnzoo_version": __version__})
+                                 "nnzoo_version": __version__, "nnzoo_config": config})  # `nnzoo test` reads it
     new = PretrainedEntry(
         name=name, file=file, model=metrics["model"], data=metrics["data"], task=task.info.task,
         metrics={k: v for k, v in metrics.items() if k.startswith("test/") or k.startswith("best_val")},
         num_parameters=metrics["num_parameters"], sha256=sha256_file(folder / file), nnzoo_version=__version__,
-        config=config, input_convention=input_convention(task.info))
+        config=config, input_convention=input_convention(task.info), folder=folder, origin="folder")
     entries = existing
     entries[name] = new
-    write_json(folder / MANIFEST, {"checkpoints": [vars(e) for e in entries.values()]})
+    write_json(folder / MANIFEST, {"checkpoints": [_manifest_record(e) for e in entries.values()]})
     return new
 
 
@@ -249,21 +314,108 @@ def read_network(module, path: Path, activation: str | None = None):
     return spec, flat, state
 
 
+NETWORK_SUFFIXES = (".pth", ".pt")
+"""The network files a folder given to ``nnzoo predict`` contributes."""
+
+DEFAULT_BATCH_SIZE = 64
+"""Networks per forward pass of ``nnzoo predict`` (``--batch-size``)."""
+
+
+def network_files(items: Iterable[str | os.PathLike]) -> list[str]:
+    """The network files named by ``nnzoo predict``'s arguments, in order: a file as given; a folder as its
+    ``*.pth``/``*.pt`` files (sorted by name, not recursive, hidden files left out); a glob pattern, quoted
+    so that the shell leaves it to nnzoo (``'inrs/*.pth'``, ``**`` recursive), as the files it matches,
+    sorted.  A folder or pattern that yields no file is one line; a missing file is named when read."""
+    files: list[str] = []
+    for item in map(os.fspath, items):
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p.name for p in path.iterdir()
+                           if p.suffix in NETWORK_SUFFIXES and not p.name.startswith(".") and p.is_file())
+            if not found:
+                kinds = ", ".join("*" + suffix for suffix in NETWORK_SUFFIXES)
+                raise NnzooError(f"folder {item} holds no network files ({kinds}); pass the files themselves or "
+                                 "a quoted pattern such as 'inrs/*.pth'")
+            files += [os.path.join(item, name) for name in found]
+        elif not path.exists() and glob.has_magic(item):
+            found = sorted(f for f in glob.glob(item, recursive=True) if os.path.isfile(f))
+            if not found:
+                raise NnzooError(f"no file matches the pattern {item}; check the folder and the pattern")
+            files += found
+        else:
+            files.append(item)  # a file, or a missing one, which read_network names
+    return files
+
+
+def _check_batch_size(batch_size: int) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise NnzooError(f"--batch-size must be a positive integer, got {batch_size!r}")
+    return batch_size
+
+
+def _batches(module, networks: list[tuple], batch_size: int):
+    """``(indices, specs, params)`` per forward pass: at most ``batch_size`` consecutive networks, grouped by
+    architecture in the order of the checkpoint's specs (as its training batches were); ``indices`` gives
+    each row of the batch (in group order, the order of the model's outputs) its place in ``networks``."""
+    specs = list(module.info.specs)
+    for start in range(0, len(networks), batch_size):
+        groups: dict[Any, list[int]] = {}
+        for i in range(start, min(start + batch_size, len(networks))):
+            groups.setdefault(networks[i][0], []).append(i)
+        ordered = sorted(groups, key=lambda spec: specs.index(spec) if spec in specs else len(specs))
+        yield ([i for spec in ordered for i in groups[spec]], ordered,
+               [torch.stack([networks[i][1] for i in groups[spec]]) for spec in ordered])
+
+
+def _read_networks(module, files: list[str], activation: str | None = None) -> list[tuple]:
+    """Every file read and matched up front, so that a bad one stops the command before any output."""
+    return [read_network(module, Path(file), activation) for file in files]
+
+
+def _predictions(module, networks: list[tuple], batch_size: int) -> list[dict[str, Any]]:
+    from nnzoo.data.weights import WeightBatch
+    from nnzoo.progress import progress_bar
+    info = module.info
+    names = info.class_names or [str(i) for i in range(info.num_outputs)]
+    results: list[dict[str, Any]] = [{} for _ in networks]
+    bar = progress_bar(len(networks), "predicting") if len(networks) > batch_size else nullcontext(lambda n: None)
+    with bar as advance, torch.no_grad():
+        for indices, specs, params in _batches(module, networks, batch_size):
+            out = module(WeightBatch(specs, params, torch.zeros(len(indices), dtype=torch.long)))
+            for row, i in zip(out, indices):
+                if info.task == "classification":
+                    probs = row.softmax(-1)
+                    results[i] = {"prediction": names[int(probs.argmax())],
+                                  "probabilities": dict(zip(names, probs.tolist()))}
+                else:
+                    results[i] = {"prediction": float(row.squeeze().sigmoid())}
+            advance(len(indices))
+    return results
+
+
+def _not_editing(module, instead: str) -> None:
+    if module.info.task == "editing":
+        raise NnzooError(f"checkpoint for '{module.info.name}' edits networks; use {instead} (nnzoo predict does)")
+
+
+def predict_files(module, paths: Iterable[str | os.PathLike], activation: str | None = None,
+                  batch_size: int = DEFAULT_BATCH_SIZE) -> list[dict[str, Any]]:
+    """Apply a pretrained classifier or regressor to many networks stored as PyTorch state dicts (``.pth``):
+    ``{"file", "prediction"[, "probabilities"]}`` per file of :func:`network_files` (``paths`` may name
+    folders and glob patterns), in order.  Every file is read and checked before any forward pass (one line
+    naming the first bad file); then ``batch_size`` networks go through the model at a time, with the
+    results of one network at a time up to float rounding (the models do not mix the networks of a batch)."""
+    _check_batch_size(batch_size)
+    _not_editing(module, "edit_files")
+    files = network_files(paths)
+    predictions = _predictions(module, _read_networks(module, files, activation), batch_size)
+    return [{"file": file, **result} for file, result in zip(files, predictions)]
+
+
 def predict_file(module, path: Path, activation: str | None = None) -> dict[str, Any]:
     """Apply a pretrained classifier or regressor to one network stored as a PyTorch state dict (``.pth``)."""
-    from nnzoo.data.weights import WeightBatch
-    info = module.info
-    if info.task == "editing":
-        raise NnzooError(f"checkpoint for '{info.name}' edits networks; use edit_file (nnzoo predict does)")
-    spec, flat, _ = read_network(module, path, activation)
-    batch = WeightBatch([spec], [flat[None]], torch.zeros(1, dtype=torch.long))
-    with torch.no_grad():
-        out = module(batch)[0]
-    if info.task == "classification":
-        probs = out.softmax(-1)
-        names = info.class_names or [str(i) for i in range(len(probs))]
-        return {"prediction": names[int(probs.argmax())], "probabilities": dict(zip(names, probs.tolist()))}
-    return {"prediction": float(out.squeeze().sigmoid())}
+    _not_editing(module, "edit_file")
+    return _predictions(module, [read_network(module, Path(path), activation)], 1)[0]
 
 
 @dataclass
@@ -291,41 +443,84 @@ class Edit:
 
 def edit_network(module, spec, flat: torch.Tensor, state: dict[str, Any], source: Path | str = "network") -> Edit:
     """Edit one network (flat parameters of ``spec``) with an editing checkpoint's module."""
+    return edit_networks(module, [(spec, flat, state)], [source])[0]
+
+
+def edit_networks(module, networks: list[tuple], sources: list[Path | str],
+                  batch_size: int = DEFAULT_BATCH_SIZE) -> list[Edit]:
+    """Edit many networks (``(spec, flat, state)`` as :func:`read_network` gives them), ``batch_size`` per
+    forward pass; ``sources`` name them in errors."""
     from nnzoo.data.editing import dilate
     from nnzoo.data.weights import WeightBatch
     from nnzoo.nets.functional import params_into_state_dict
     h, w = module.image_size
-    batch = WeightBatch([spec], [flat[None]], torch.zeros(1, h * w))
-    with torch.no_grad():
-        edited = module.edit(batch)[0]
-        images = module.render((spec, spec), [flat[None], edited]).view(2, h, w)
-    target = dilate(images[0].clamp(0, 1))
-    return Edit(params_into_state_dict(edited[0], spec, state, source), images[0], images[1], target,
-                "dilated input")
+    edits: list[Edit | None] = [None] * len(networks)
+    for indices, specs, params in _batches(module, networks, _check_batch_size(batch_size)):
+        with torch.no_grad():
+            edited = module.edit(WeightBatch(specs, params, torch.zeros(len(indices), h * w)))
+            inputs = module.render(specs, params).view(-1, h, w)
+            outputs = module.render(specs, edited).view(-1, h, w)
+        targets = dilate(inputs.clamp(0, 1))
+        for row, (i, new) in enumerate(zip(indices, (p for group in edited for p in group))):
+            spec, _, state = networks[i]
+            edits[i] = Edit(params_into_state_dict(new, spec, state, sources[i]), inputs[row], outputs[row],
+                            targets[row], "dilated input")
+    return edits
+
+
+def edit_files(module, paths: Iterable[str | os.PathLike], output: Path | None = None, force: bool = False,
+               batch_size: int = DEFAULT_BATCH_SIZE) -> list[dict[str, Any]]:
+    """Edit the network of every file of :func:`network_files` (``paths`` may name folders and glob
+    patterns) and write ``<stem>.<dataset>.pth`` (same state-dict format) and a PNG (input | edited | target)
+    for each into ``output`` (default: the input's folder).  Everything is checked before anything is
+    written: the output names (none may exist without ``force``, no two inputs may share one) and every
+    input file.  Returns what was written, one dict per file, in order."""
+    return _edit_files(module, paths, output, force, batch_size, expand=True)
+
+
+def _edit_files(module, paths, output: Path | None, force: bool, batch_size: int, expand: bool):
+    from nnzoo.io import save_tensors
+    info = module.info
+    if info.task != "editing":
+        raise NnzooError(f"checkpoint for '{info.name}' does not edit networks ({info.task}); use predict_files")
+    _check_batch_size(batch_size)
+    if output is not None and output.exists() and not output.is_dir():
+        raise NnzooError(f"--output {output} is a file; pass a folder for the edited networks")
+    files = network_files(paths) if expand else [os.fspath(p) for p in paths]
+    targets = []
+    for file in files:
+        path = Path(file)
+        folder = output if output is not None else path.parent
+        if folder.exists() and not folder.is_dir():
+            raise NnzooError(f"--output {folder} is a file; pass a folder for the edited networks")
+        stem = f"{path.stem}.{info.name}"
+        targets.append({"edited": folder / f"{stem}.pth", "picture": folder / f"{stem}.png"})
+    first: dict[Path, int] = {}
+    for i, target in enumerate(targets):
+        j = first.setdefault(target["edited"], i)
+        if j != i:
+            raise NnzooError(f"{files[j]} and {files[i]} would both be edited into {target['edited']}; give each "
+                             "input once, and edit inputs of the same name in separate --output folders")
+    taken = next((f for t in targets for f in t.values() if f.exists()), None)
+    if taken is not None and not force:
+        raise NnzooError(f"{taken} exists; pass --force to replace it, or choose another --output folder")
+    edits = edit_networks(module, _read_networks(module, files), [Path(f) for f in files], batch_size)
+    results = []
+    for file, edit, target in zip(files, edits, targets):
+        target["edited"].parent.mkdir(parents=True, exist_ok=True)
+        save_tensors(target["edited"], edit.state_dict)
+        save_edit_picture(target["picture"], [edit], [Path(file).name])
+        results.append({"file": file, "edited": str(target["edited"]), "picture": str(target["picture"]),
+                        "mse": edit.mse, "identity_mse": edit.identity_mse})
+    return results
 
 
 def edit_file(module, path: Path, output: Path | None = None, force: bool = False) -> dict[str, Any]:
     """Edit the network in ``path`` and write ``<stem>.<dataset>.pth`` (same state-dict format) and a PNG
     (input | edited | target) into ``output`` (default: the input's folder).  Returns what was written."""
-    from nnzoo.io import save_tensors
-    info = module.info
-    if info.task != "editing":
-        raise NnzooError(f"checkpoint for '{info.name}' does not edit networks ({info.task}); use predict_file")
-    folder = output if output is not None else path.parent
-    if folder.exists() and not folder.is_dir():
-        raise NnzooError(f"--output {folder} is a file; pass a folder for the edited networks")
-    stem = f"{path.stem}.{info.name}"
-    files = {"edited": folder / f"{stem}.pth", "picture": folder / f"{stem}.png"}
-    taken = [f for f in files.values() if f.exists()]
-    if taken and not force:
-        raise NnzooError(f"{taken[0]} exists; pass --force to replace it, or choose another --output folder")
-    spec, flat, state = read_network(module, path)
-    result = edit_network(module, spec, flat, state, path)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_tensors(files["edited"], result.state_dict)
-    save_edit_picture(files["picture"], [result], [path.name])
-    return {"edited": str(files["edited"]), "picture": str(files["picture"]), "mse": result.mse,
-            "identity_mse": result.identity_mse}
+    result = _edit_files(module, [path], output, force, DEFAULT_BATCH_SIZE, expand=False)[0]
+    del result["file"]
+    return result
 
 
 def save_edit_picture(path: Path, edits: list[Edit], names: list[str]) -> None:
@@ -403,7 +598,7 @@ def input_convention(info) -> dict[str, Any]:
                           f"({info.extra.get('edit', 'see the dataset')}); output: the edited state dict "
                           "(the input's keys) and a PNG"),
               }.get(info.task, "the network's test accuracy in [0, 1] (prediction = sigmoid of the model output)")
-    if info.coordinate_networks:
+    if info.coordinate_networks and "pack" not in info.extra:  # packed MLPs (nnzoo pack) are not INRs
         size = _inr_image_size(info)
         nfn = info.name in NFN_INR_DATASETS
         last = spec.num_layers - 1

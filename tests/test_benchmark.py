@@ -132,3 +132,85 @@ def test_readme_quotes_the_quick_suite_tables():
         lines = (REPO / "benchmarks" / "results" / "quick" / f"quick-{data}.md").read_text().splitlines()
         table = "\n".join(lines[next(i for i, line in enumerate(lines) if line.startswith("| model")):])
         assert table.strip() in readme, data
+
+
+def test_changed_config_reruns_the_stale_cell(tiny_inr_root, nnzoo_home, tmp_path, monkeypatch, capsys):
+    """Cells are keyed by their composed config: a changed override re-runs the cell (its old result kept
+    until the new one is written), an unchanged one or a change of an excluded key runs nothing."""
+    import nnzoo.train
+    out = tmp_path / "out"
+    path = tmp_path / "one.yaml"
+    path.write_text(f"models: [mlp]\ndatasets: {{tiny: mnist_inr}}\nseeds: [0]\n"
+                    "overrides: [trainer.max_epochs=1, trainer.enable_progress_bar=false, data.batch_size=16]\n"
+                    f"data_overrides: {{tiny: [data.root={tiny_inr_root}]}}\n")
+    suite = load_suite(str(path))
+    cell_file = out / "cells" / "tiny-mlp-s0.json"
+    calls = []
+    real_fit = nnzoo.train.fit
+    monkeypatch.setattr("nnzoo.train.fit", lambda cfg: calls.append(cfg.name) or real_fit(cfg))
+    run_suite(suite, out)
+    first = json.loads(cell_file.read_text())
+    assert calls == ["tiny-mlp-s0"] and first["epochs"] == 1
+    assert first["config_hash"] == benchmark.config_hash(first["config"])
+
+    # a changed config: reported with the key that changed, and an interrupted rerun keeps the old result
+    def interrupted(cfg):
+        raise KeyboardInterrupt
+    monkeypatch.setattr("nnzoo.train.fit", interrupted)
+    capsys.readouterr()
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(suite, out, ["trainer.max_epochs=2"])
+    printed = " ".join(capsys.readouterr().err.split())
+    assert "1 cells, 1 to run (1 stale)" in printed
+    assert "tiny-mlp-s0: config changed (trainer.max_epochs 1 -> 2)" in printed
+    assert json.loads(cell_file.read_text()) == first
+
+    calls.clear()
+    monkeypatch.setattr("nnzoo.train.fit", lambda cfg: calls.append(cfg.name) or real_fit(cfg))
+    run_suite(suite, out, ["trainer.max_epochs=2"])
+    second = json.loads(cell_file.read_text())
+    assert calls == ["tiny-mlp-s0"]
+    assert second["epochs"] == 2 and second["config"]["trainer"]["max_epochs"] == 2
+    assert second["config_hash"] != first["config_hash"]
+    assert json.loads((out / "one-tiny.json").read_text())[0]["epochs"] == 2  # the table shows the new run
+
+    # the same config again, or one that differs only in keys that do not change the result: nothing to run
+    calls.clear()
+    capsys.readouterr()
+    run_suite(suite, out, ["trainer.max_epochs=2", "threads=1", "data.num_workers=0", f"run_dir={tmp_path}/x"])
+    assert calls == [] and "1 cells, 0 to run" in " ".join(capsys.readouterr().err.split())
+
+
+def test_stale_reason_and_options_added_later():
+    """Only configs that differ in a hashed key are stale; an option absent from an old cell's config counts
+    only where it is set away from its default; a cell with no config cannot be checked."""
+    config = {"seed": 0, "run_dir": "/a", "threads": None, "optim": {"lr": 0.001},
+              "trainer": {"max_epochs": 3, "enable_progress_bar": False}, "model": {"name": "gnn", "scale": 1.0}}
+    cell = {"config": {**config, "run_dir": "/b", "threads": 2, "trainer": {"max_epochs": 3}}}
+    assert benchmark.stale_reason(cell, config) == ""
+    assert benchmark.config_hash(config) == benchmark.config_hash(json.loads(json.dumps(config)))
+    assert benchmark.stale_reason({"config": {**config, "optim": {"lr": 0.01}}}, config) == \
+        "config changed (optim.lr 0.01 -> 0.001)"
+    old = {**config, "model": {"name": "gnn"}}  # run before model.scale existed
+    assert benchmark.stale_reason({"config": old}, config).endswith("(model.scale (absent) -> 1.0)")
+    assert benchmark.stale_reason({"config": old}, config, defaults=config) == ""
+    assert "model.scale (absent) -> 2.0" in benchmark.stale_reason(
+        {"config": old}, {**config, "model": {"name": "gnn", "scale": 2.0}}, defaults=config)
+    assert benchmark.stale_reason({}, config) == "no config recorded"
+    assert benchmark.stale_reason({"config_hash": benchmark.config_hash(config)}, config) == ""
+
+
+def test_readme_gpu_table_is_the_measured_one():
+    """The README's H100 rows are copies of benchmarks/results/speed-cuda.json (bash benchmarks/gpu_checks.sh)."""
+    import re
+    root = Path(__file__).resolve().parents[1]
+    measured = json.loads((root / "benchmarks" / "results" / "speed-cuda.json").read_text())["by_batch_size"]
+    rows = re.findall(r"^\| (\w+) \| (\d+) \| ([\d.]+) \| ([\d,]+) \| ([\d.]+) \| ([\d,]+) \|$",
+                      (root / "README.md").read_text(), flags=re.M)
+    assert len(rows) == 3 * 5
+    for name, batch, fp32_ms, fp32_rate, bf16_ms, bf16_rate in rows:
+        models = measured[batch]["models"]
+        assert float(fp32_ms) == round(models[name]["ms_per_step"], 1)
+        assert int(fp32_rate.replace(",", "")) == round(models[name]["networks_per_s"])
+        assert float(bf16_ms) == round(models[f"{name} (bf16)"]["ms_per_step"], 1)
+        assert int(bf16_rate.replace(",", "")) == round(models[f"{name} (bf16)"]["networks_per_s"])

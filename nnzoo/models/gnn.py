@@ -53,7 +53,7 @@ class NeuralGraphGNN(nn.Module):
     """
 
     def __init__(self, info: DataInfo, hidden: int = 32, layers: int = 4, dropout: float = 0.2,
-                 fourier_features: int = 128, fourier_sigma: float = 3.0, probes: int = 0,
+                 fourier_features: int = 128, fourier_sigma: float = 3.0, probes: int = 64,
                  reverse_edges: bool = True, aggregators: Sequence[str] = ("mean", "min", "max", "std"),
                  scalers: Sequence[str] = ("identity", "amplification"), edge_updates: bool = True,
                  residual: bool = False, head_hidden: int | None = None, head_layers: int = 2,

@@ -37,14 +37,22 @@ def check_task(name: str, task: str, data: str) -> None:
 
 def check_compatible(name: str, info: DataInfo) -> None:
     """One-line error when a model cannot run on a dataset (instead of a shape error later)."""
-    meta = MODELS.entry(name).meta
     check_task(name, info.task, info.name)
-    if any(s.is_conv for s in info.specs) and not meta["conv"]:
-        raise IncompatibleError(f"model '{name}' cannot read convolutional networks (dataset '{info.name}'); "
-                         "use gnn, transformer or statnn")
-    if not info.homogeneous and not meta["heterogeneous"]:
-        raise IncompatibleError(f"model '{name}' needs one parameter layout per dataset but '{info.name}' mixes "
-                         f"{len(info.specs)} architectures; use gnn, transformer or statnn")
+    check_kinds(name, info.name, conv=any(s.is_conv for s in info.specs), heterogeneous=not info.homogeneous)
+
+
+def check_kinds(name: str, data: str, conv: bool, heterogeneous: bool) -> None:
+    """Refuse a model that cannot read a dataset's kind of networks; called with a dataset's registry metadata
+    before anything is built, and with its :class:`DataInfo` once loaded."""
+    meta = MODELS.entry(name).meta
+    if conv and not meta["conv"]:
+        able = [n for n in MODELS.names() if MODELS.entry(n).meta["conv"]]
+        raise IncompatibleError(f"model '{name}' cannot read convolutional networks (dataset '{data}'); "
+                                f"use {', '.join(able)}")
+    if heterogeneous and not meta["heterogeneous"]:
+        able = [n for n in MODELS.names() if MODELS.entry(n).meta["heterogeneous"]]
+        raise IncompatibleError(f"model '{name}' needs one parameter layout per dataset but '{data}' mixes "
+                                f"architectures; use {', '.join(able)}")
 
 
 def create_model(name: str, info: DataInfo, **hparams: Any) -> nn.Module:

@@ -58,7 +58,7 @@ class NeuralGraphTransformer(nn.Module):
 
     def __init__(self, info: DataInfo, d_node: int = 64, d_edge: int = 32, d_attn: int = 128,
                  d_node_hidden: int = 128, d_edge_hidden: int = 64, heads: int = 8, layers: int = 4,
-                 dropout: float = 0.2, fourier_features: int = 128, fourier_sigma: float = 1.0, probes: int = 0,
+                 dropout: float = 0.2, fourier_features: int = 128, fourier_sigma: float = 1.0, probes: int = 64,
                  reverse_edges: bool = False, edge_updates: bool = True, modulate_v: bool = True,
                  head_hidden: int = 128, head_layers: int = 1, linear_as_conv: bool = True,
                  activation_embedding: bool | str = "auto") -> None:

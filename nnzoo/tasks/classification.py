@@ -9,6 +9,7 @@ from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
 from nnzoo.data.weights import WeightBatch
+from nnzoo.models.layers.precision import upcast
 from nnzoo.tasks.base import WeightSpaceTask
 
 
@@ -26,7 +27,7 @@ class ClassificationTask(WeightSpaceTask):
             self.add_module(f"{stage}_acc", metric)
 
     def _step(self, batch: WeightBatch, stage: str) -> Tensor:
-        logits = self(batch)
+        logits = upcast(self(batch))  # loss and metrics in float32 under mixed precision (a no-op otherwise)
         loss = F.cross_entropy(logits, batch.y)
         self.acc[stage](logits, batch.y)
         on_step = stage == "train"
@@ -38,4 +39,4 @@ class ClassificationTask(WeightSpaceTask):
 
     def predict_scores(self, batch: WeightBatch) -> Tensor:
         """Class probabilities."""
-        return self(batch).softmax(-1)
+        return upcast(self(batch)).softmax(-1)

@@ -17,6 +17,7 @@ from torch import Tensor
 from nnzoo.data.siren_fit import render_inrs
 from nnzoo.data.weights import WeightBatch
 from nnzoo.errors import NnzooError
+from nnzoo.models.layers.precision import autocast_off, upcast
 from nnzoo.nets.spec import NetworkSpec
 from nnzoo.tasks.base import WeightSpaceTask
 
@@ -46,7 +47,10 @@ class EditingTask(WeightSpaceTask):
     def render(self, specs: tuple[NetworkSpec, ...], params: list[Tensor] | tuple[Tensor, ...]) -> Tensor:
         """``(B, H * W)`` renderings of every network of a batch, in the order of its targets."""
         h, w = self.image_size
-        return torch.cat([render_inrs(p, s, h, w).flatten(1) for s, p in zip(specs, params)])
+        # the edited INRs are drawn in float32 even under mixed precision: sin(30 x) of a bfloat16 product
+        # is off by more than the edits being learnt (upcast: a model may return bfloat16 changes)
+        with autocast_off(self.device):
+            return torch.cat([render_inrs(upcast(p), s, h, w).flatten(1) for s, p in zip(specs, params)])
 
     def _step(self, batch: WeightBatch, stage: str) -> Tensor:
         rendered = self.render(batch.specs, self.edit(batch))

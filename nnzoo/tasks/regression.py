@@ -10,6 +10,7 @@ from torchmetrics import KendallRankCorrCoef, MeanAbsoluteError, R2Score
 
 from nnzoo.data.weights import WeightBatch
 from nnzoo.errors import NnzooError
+from nnzoo.models.layers.precision import upcast
 from nnzoo.tasks.base import WeightSpaceTask
 
 METRICS = {"kendall_tau": KendallRankCorrCoef, "r2": R2Score, "mae": MeanAbsoluteError}
@@ -39,10 +40,10 @@ class RegressionTask(WeightSpaceTask):
 
     def predict_scores(self, batch: WeightBatch) -> Tensor:
         """Predicted targets in [0, 1], shape ``(B,)``."""
-        return self(batch).squeeze(-1).sigmoid()
+        return upcast(self(batch)).squeeze(-1).sigmoid()
 
     def _step(self, batch: WeightBatch, stage: str) -> Tensor:
-        logits = self(batch).squeeze(-1)
+        logits = upcast(self(batch)).squeeze(-1)  # loss and metrics in float32 under mixed precision
         target = batch.y.float()
         if self.loss_name == "bce":
             loss = F.binary_cross_entropy_with_logits(logits, target)

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from nnzoo.models.layers.precision import autocast_off
+
 
 class FourierFeatures(nn.Module):
     """Random Gaussian Fourier features ``[cos(2 pi B x), sin(2 pi B x)]`` (Tancik et al. 2020).
@@ -23,7 +25,8 @@ class FourierFeatures(nn.Module):
         self.out_dim = 2 * num_frequencies
 
     def forward(self, x: Tensor) -> Tensor:
-        proj = 2 * math.pi * x @ self.frequencies.t().to(x.dtype)
+        with autocast_off(x.device):  # in float32 even under autocast: a bfloat16 x 2 pi B x is off by ~0.1 rad
+            proj = 2 * math.pi * x @ self.frequencies.t().to(x.dtype)
         return torch.cat([proj.cos(), proj.sin()], dim=-1)
 
 

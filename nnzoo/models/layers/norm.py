@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from nnzoo.models.layers.precision import upcast
+
 
 class GraphLayerNorm(nn.Module):
     """LayerNorm over all nodes *and* channels of each graph, then a per-channel affine map.
@@ -25,6 +27,7 @@ class GraphLayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(dim))
 
     def forward(self, x: Tensor, num_nodes: Tensor) -> Tensor:
+        x = upcast(x)  # statistics in float32 under autocast
         count = (num_nodes.clamp_min(1) * x.shape[-1]).to(x.dtype).unsqueeze(-1)
         mean = torch.segment_reduce(x.sum(-1), "sum", lengths=num_nodes, unsafe=True).unsqueeze(-1) / count
         centred = x - mean.repeat_interleave(num_nodes, dim=0, output_size=x.shape[0])

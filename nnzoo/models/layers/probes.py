@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from nnzoo.errors import NnzooError
+from nnzoo.models.layers.precision import autocast_off
 from nnzoo.nets.functional import mlp_forward
 from nnzoo.nets.spec import NetworkSpec
 
@@ -34,7 +35,8 @@ class ProbeFeatures(nn.Module):
         if spec.is_conv:
             raise NnzooError("probe features are defined for coordinate networks (INRs) only; "
                              "set model.probes=0 for CNN datasets")
-        _, hidden = mlp_forward(params, spec, self.points, return_hidden=True)
+        with autocast_off(params.device):  # a SIREN's sin(30 x) needs float32 inputs to mean anything
+            _, hidden = mlp_forward(params, spec, self.points, return_hidden=True)
         b = params.shape[0]
         groups = [self.points.t().unsqueeze(0).expand(b, -1, -1)] + [h.transpose(1, 2) for h in hidden]
         return torch.cat(groups, dim=1).reshape(-1, self.points.shape[0])
@@ -44,6 +46,6 @@ class ProbeFeatures(nn.Module):
         out = acts.new_zeros(acts.shape[0], self.project[0][0].out_features)
         for g, proj in enumerate(self.project):
             mask = node_group == g
-            if mask.any():
-                out[mask] = proj(acts[mask])
+            if mask.any():  # under autocast the projection is bfloat16/float16: store it in out's dtype
+                out[mask] = proj(acts[mask]).to(out.dtype)
         return out
