@@ -399,11 +399,15 @@ def evaluate(source: str, split: str = "test", overrides: list[str] | tuple[str,
     from nnzoo.schema import leaves
     if split not in SPLITS:
         raise NnzooError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    from nnzoo.config import load_yaml
     module, config = resolve_checkpoint(source)
-    if config is None:
+    if config is None and not files:
         raise NnzooError(f"checkpoint {source} carries no run config and has no config.yaml beside it; pass the "
                          "run's config with --config FILE")
-    stored = OmegaConf.create(config)
+    if config is None:  # the first --config file is the run's config, the others are merged over it
+        stored, files = load_yaml(Path(files[0])), list(files[1:])
+    else:
+        stored = OmegaConf.create(config)
     cfg = apply_overrides(stored, overrides, files=files)
     before, after = leaves(to_container(stored.data)), leaves(to_container(cfg.data))
     for key in sorted(set(before) | set(after)):

@@ -204,6 +204,19 @@ def test_test_and_validate_any_checkpoint_form(finished_run, tmp_path, capsys):
     assert "--force" in _one_line(capsys)
 
 
+def test_a_checkpoint_without_its_config_takes_config(finished_run, tmp_path, capsys):
+    run, metrics = finished_run
+    blob = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
+    del blob["nnzoo_config"]  # as a checkpoint made before configs were stored in it
+    bare = tmp_path / "bare.ckpt"
+    torch.save(blob, bare)
+    assert main(["test", "--checkpoint", str(bare)]) == 2
+    assert "--config" in _one_line(capsys)
+    out = tmp_path / "test.json"
+    assert main(["test", "--checkpoint", str(bare), "--config", str(run / "config.yaml"), "--output", str(out)]) == 0
+    assert json.loads(out.read_text())["test/loss"] == pytest.approx(metrics["test/loss"], rel=1e-5)
+
+
 @pytest.mark.parametrize("override", ["data.build.size=200", "data.normalize=none", "data.widths=[2,16,1]"])
 def test_test_never_reads_other_networks_silently(finished_run, override, capsys):
     run, _ = finished_run
