@@ -18,25 +18,11 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speed import _siren_batch  # noqa: E402  (the same batch the speed table uses)
-
-from nnzoo.config import model_options  # noqa: E402
-from nnzoo.models import create_model  # noqa: E402
+from speed import training_setup  # noqa: E402  (the very step the speed table times)
 
 
 def profile_step(name: str, batch_size: int, device: str, bf16: bool, steps: int, rows: int) -> str:
-    info, batch = _siren_batch(batch_size)
-    model = create_model(name, info, **model_options(name)).to(device).train()
-    batch = batch.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
-            loss = torch.nn.functional.cross_entropy(model(batch).float(), batch.y)
-        loss.backward()
-        optimizer.step()
-
+    _, step = training_setup(name, batch_size, device, bf16)
     for _ in range(3):  # warm-up: allocator, cuDNN/cuBLAS heuristics
         step()
     cuda = device.startswith("cuda")

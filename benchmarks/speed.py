@@ -104,14 +104,13 @@ def segment_reductions(batch_size: int, width: int = 32) -> dict[str, float]:
     return {"messages": target.numel(), **{k: 1e3 * v for k, v in times.items()}}
 
 
-def training_step(name: str, batch_size: int, device: str, bf16: bool = False,
-                  repeats: int | None = None) -> dict[str, float]:
-    """Forward + backward + AdamW step of the default-config model on a batch of SIRENs."""
+def training_setup(name: str, batch_size: int, device: str, bf16: bool = False):
+    """The default-config model and one training step of it (forward + backward + AdamW) on a batch of SIRENs:
+    what this table times and ``profile_step.py`` profiles."""
     info, batch = _siren_batch(batch_size)
     model = create_model(name, info, **model_options(name)).to(device).train()
     batch = batch.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    sync = (lambda: torch.cuda.synchronize()) if device.startswith("cuda") else (lambda: None)
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -119,7 +118,14 @@ def training_step(name: str, batch_size: int, device: str, bf16: bool = False,
             loss = torch.nn.functional.cross_entropy(model(batch).float(), batch.y)
         loss.backward()
         optimizer.step()
+    return model, step
 
+
+def training_step(name: str, batch_size: int, device: str, bf16: bool = False,
+                  repeats: int | None = None) -> dict[str, float]:
+    """Forward + backward + AdamW step of the default-config model on a batch of SIRENs."""
+    model, step = training_setup(name, batch_size, device, bf16)
+    sync = (lambda: torch.cuda.synchronize()) if device.startswith("cuda") else (lambda: None)
     seconds = _median_seconds(step, repeats=repeats or (10 if device == "cpu" else 50), sync=sync)
     return {"params": count_parameters(model), "ms_per_step": 1000 * seconds,
             "networks_per_s": batch_size / seconds, "epoch_5000_s": EPOCH_INRS / (batch_size / seconds)}

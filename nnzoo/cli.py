@@ -164,10 +164,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import json
 
-    from nnzoo.zoo import edit_files, load_checkpoint_file, load_pretrained, predict_files
-    source = Path(args.checkpoint)
-    # a path: an exported .pt or a run's .ckpt; otherwise a name from the checkpoint folders' manifests
-    module = load_checkpoint_file(source) if source.is_file() else load_pretrained(args.checkpoint)
+    from nnzoo.zoo import edit_files, load_checkpoint, predict_files
+    module = load_checkpoint(args.checkpoint)
     editing = module.info.task == "editing"
     if not editing and (args.output or args.force):
         raise NnzooError(f"--output/--force are for editing checkpoints; '{args.checkpoint}' does "

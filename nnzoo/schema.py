@@ -258,7 +258,7 @@ def trainer_rule(arg: str) -> Rule | None:
     """The check of a Trainer argument that the shipped YAML does not list, from its type annotation
     (``Optional[int]``, ``Union[int, float, str, timedelta, dict[str, int]]``, ``Literal[...]``...)."""
     annotation = trainer_arguments().get(arg)
-    if annotation is None or arg == "logger":
+    if annotation is None:
         return None
     return (lambda v: _accepts(v, annotation)), _describe(annotation)
 

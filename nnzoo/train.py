@@ -26,6 +26,7 @@ from nnzoo.data.datamodule import WeightDataModule
 from nnzoo.errors import NnzooError
 from nnzoo.io import load_tensors, write_json, write_text
 from nnzoo.tasks import WeightSpaceTask, create_task, task_class
+from nnzoo.zoo import load_checkpoint
 
 METRICS_FILE = "metrics.json"
 
@@ -198,7 +199,7 @@ def _fit(cfg: DictConfig) -> RunResult:
         torch.set_num_threads(int(cfg.threads))
     datamodule = build_datamodule(cfg)  # validates its options; builds nothing yet
     name, version, resume_from = _run_folder(cfg)  # a resume is checked in full here, before any work
-    initial = resolve_checkpoint(cfg.init_from)[0] if cfg.get("init_from") else None  # checked before any build
+    initial = load_checkpoint(cfg.init_from) if cfg.get("init_from") else None  # checked before any build
     if initial is not None:
         _check_same_family(initial, cfg.model.name, cfg.init_from)
     datamodule.prepare_data()
@@ -334,27 +335,23 @@ def _global_step(checkpoint: Path) -> int:
 
 
 def resolve_checkpoint(source: str) -> tuple[WeightSpaceTask, dict[str, Any] | None]:
-    """The module and, when known, the run config of a checkpoint given the way ``nnzoo predict`` takes it: a
-    pretrained name (``nnzoo list checkpoints``), an exported ``.pt`` or a run's ``.ckpt``."""
-    from nnzoo.zoo import entry, list_pretrained, load_checkpoint_file, load_pretrained
+    """The module (:func:`nnzoo.zoo.load_checkpoint`) and, when known, the run config of a checkpoint: the one
+    stored in it, else its run folder's ``config.yaml``, else its manifest entry's (checkpoints exported
+    before configs were stored in them)."""
     from nnzoo.io import sha256_file
+    from nnzoo.zoo import entry, list_pretrained, load_checkpoint
+    module = load_checkpoint(source)
+    if module.run_config is not None:
+        return module, module.run_config
     path = Path(source).expanduser()
     if not path.is_file():
-        if path.suffix in (".ckpt", ".pt", ".pth") or "/" in str(source):
-            raise NnzooError(f"checkpoint not found: {path}; pass an existing file or a name from "
-                             "`nnzoo list checkpoints`")
-        return load_pretrained(source), entry(source).config
-    module = load_task(path) if path.suffix == ".ckpt" else load_checkpoint_file(path)
-    blob = load_tensors(path, "checkpoint")
-    config = blob.get("nnzoo_config") or blob.get("config") if isinstance(blob, dict) else None
+        return module, entry(source).config
     beside = path.parent.parent / "config.yaml"
-    if config is None and path.suffix == ".ckpt" and beside.is_file():
+    if path.suffix == ".ckpt" and beside.is_file():
         from nnzoo.config import load_yaml
-        config = to_container(load_yaml(beside))
-    if config is None:  # an exported file from before configs were stored in it: its manifest entry
-        digest = sha256_file(path)
-        config = next((e.config for e in list_pretrained() if e.sha256 == digest), None)
-    return module, config
+        return module, to_container(load_yaml(beside))
+    digest = sha256_file(path)
+    return module, next((e.config for e in list_pretrained() if e.sha256 == digest), None)
 
 
 def _check_same_family(module: WeightSpaceTask, mine: str, source: str) -> None:
@@ -382,11 +379,9 @@ def init_weights_from(task: WeightSpaceTask, module: WeightSpaceTask, source: st
                   markup=False, highlight=False, soft_wrap=True)
 
 
-DATA_MAY_CHANGE = ("data.root", "data.splits", "data.split_file", "data.statistics", "data.num_workers",
-                   "data.eval_batch_size", "data.batch_size", "data.cache_dir")
+DATA_MAY_CHANGE = (*RESUME_MAY_CHANGE, "data.root", "data.splits", "data.split_file", "data.statistics",
+                   "data.batch_size")
 """Data options ``nnzoo test`` may change: where the same files are and how they are read, not which networks."""
-
-SPLITS = ("train", "val", "test")
 
 
 def evaluate(source: str, split: str = "test", overrides: list[str] | tuple[str, ...] = (),
@@ -395,11 +390,11 @@ def evaluate(source: str, split: str = "test", overrides: list[str] | tuple[str,
 
     The dataset is the checkpoint's own (its stored run config); an override that would build or read other
     networks is refused, and the data read must match the checkpoint's architectures and classes."""
-    from nnzoo.config import apply_overrides
+    from nnzoo.config import apply_overrides, load_yaml
+    from nnzoo.data.datamodule import REQUIRED_SPLITS
     from nnzoo.schema import leaves
-    if split not in SPLITS:
-        raise NnzooError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
-    from nnzoo.config import load_yaml
+    if split not in REQUIRED_SPLITS:
+        raise NnzooError(f"--split must be one of {', '.join(REQUIRED_SPLITS)}, got {split!r}")
     module, config = resolve_checkpoint(source)
     if config is None and not files:
         raise NnzooError(f"checkpoint {source} carries no run config and has no config.yaml beside it; pass the "

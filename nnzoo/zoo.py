@@ -239,7 +239,20 @@ def load_checkpoint_file(path: Path):
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise NnzooError(f"checkpoint {path} is not an nnzoo checkpoint or does not match its model "
                          f"({str(exc).splitlines()[0][:160]})") from None
+    module.run_config = blob.get("nnzoo_config")  # the run it came from, when stored (nnzoo test reads it)
     return module.eval()
+
+
+def load_checkpoint(source: str | os.PathLike):
+    """A checkpoint in any form ``nnzoo predict``/``test``/``init_from`` take: an exported ``.pt`` or a run's
+    ``.ckpt`` by path, else a pretrained name (:func:`load_pretrained`)."""
+    path = Path(source).expanduser()
+    if path.is_file():
+        return load_checkpoint_file(path)
+    if path.suffix in (".ckpt", ".pt", ".pth") or len(path.parts) > 1:
+        raise NnzooError(f"checkpoint not found: {path}; pass an existing file or a name from "
+                         "`nnzoo list checkpoints`")
+    return load_pretrained(str(source))
 
 
 def export_run(run_dir: Path, name: str, folder: Path | None = None, force: bool = False) -> PretrainedEntry:
@@ -484,8 +497,6 @@ def _edit_files(module, paths, output: Path | None, force: bool, batch_size: int
     if info.task != "editing":
         raise NnzooError(f"checkpoint for '{info.name}' does not edit networks ({info.task}); use predict_files")
     _check_batch_size(batch_size)
-    if output is not None and output.exists() and not output.is_dir():
-        raise NnzooError(f"--output {output} is a file; pass a folder for the edited networks")
     files = network_files(paths) if expand else [os.fspath(p) for p in paths]
     targets = []
     for file in files:

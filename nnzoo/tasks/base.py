@@ -29,6 +29,7 @@ class WeightSpaceTask(L.LightningModule):
                  task: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
+        self.run_config: dict[str, Any] | None = None  # the run's full config: set by nnzoo fit, read back on load
         self.task_options = dict(task or {})
         self.info = DataInfo.from_dict(data_info)
         options = {k: v for k, v in model.items() if k != "name"}
@@ -46,9 +47,8 @@ class WeightSpaceTask(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep the full run config (set by ``nnzoo fit``) in the checkpoint: ``nnzoo test`` rebuilds the very
         dataset it was trained on from the ``.ckpt`` alone."""
-        config = getattr(self, "run_config", None)
-        if config is not None:
-            checkpoint["nnzoo_config"] = config
+        if self.run_config is not None:
+            checkpoint["nnzoo_config"] = self.run_config
 
     def configure_optimizers(self):
         o = self.optim
