@@ -18,6 +18,9 @@ import hashlib
 import io
 import json
 import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -119,7 +122,7 @@ def load_suite(name_or_path: str) -> Suite:
     if not path.is_file():
         known = sorted(p.stem for p in suites_folder().glob("*.yaml"))
         raise NnzooError(f"benchmark suite '{name_or_path}' not found ({path}); known suites: {', '.join(known)}")
-    raw = OmegaConf.to_container(load_yaml(path), resolve=False)  # ${oc.env:...} resolve per cell, later
+    raw = _suite_yaml(path)
     known = {f.name for f in fields(Suite)} - {"name"}
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -130,17 +133,36 @@ def load_suite(name_or_path: str) -> Suite:
         raise NnzooError(f"bad benchmark suite {path}: {exc}") from None
 
 
+def _suite_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A suite file's keys; ``extends: <suite>`` starts from another suite's keys, each key given here
+    replacing the other's whole (so a full-size variant restates only its budget)."""
+    raw = OmegaConf.to_container(load_yaml(path), resolve=False)  # ${oc.env:...} resolve per cell, later
+    if not isinstance(raw, dict) or "extends" not in raw:
+        return raw
+    parent = raw.pop("extends")
+    parent_path = path.parent / f"{parent}.yaml" if isinstance(parent, str) and "/" not in parent else None
+    if parent_path is None or not parent_path.is_file() or parent_path.resolve() in seen:
+        raise NnzooError(f"benchmark suite {path}: 'extends: {parent}' must name another suite in {path.parent} "
+                         f"(without a cycle)")
+    return {**_suite_yaml(parent_path, (*seen, path.resolve())), **raw}
+
+
 def cell_overrides(suite: Suite, data: str, model: str, seed: int, out: Path) -> list[str]:
     return [*suite.overrides, *suite.data_overrides.get(data, []), *suite.model_overrides.get(model, []),
             *suite.data_model_overrides.get(data, {}).get(model, []), f"seed={seed}", f"run_dir={out / 'runs'}", f"name={data}-{model}-s{seed}"]
 
 
-def run_suite(suite: Suite, out: Path, extra_overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Path]:
-    """Run every unfinished cell, then write the tables; returns ``{dataset: markdown path}``."""
-    from nnzoo.train import fit  # lazy: keeps `nnzoo list` fast
+def run_suite(suite: Suite, out: Path, extra_overrides: list[str] | tuple[str, ...] = (),
+              only_models: list[str] | None = None) -> dict[str, Path]:
+    """Run every unfinished cell (of ``only_models``, if given), then write the tables; returns
+    ``{dataset: markdown path}``."""
+    unknown = sorted(set(only_models or ()) - set(suite.models))
+    if unknown:
+        raise NnzooError(f"--models {unknown[0]}: not a model of suite '{suite.name}' ({', '.join(suite.models)})")
     cells_dir = out / "cells"
     # validate every cell's config, and every finished cell's file, before spending hours on the first ones
     configs = {cell: _cell_config(suite, cell, out, extra_overrides) for cell in suite.cells()}
+    listed_at = time.time()
     stale = {}
     for cell in suite.cells():
         if (cells_dir / _cell_name(*cell)).is_file():
@@ -148,26 +170,56 @@ def run_suite(suite: Suite, out: Path, extra_overrides: list[str] | tuple[str, .
                                _cell_defaults(suite, cell))
             if why:
                 stale[cell] = why
-    todo = [c for c in suite.cells() if c in stale or not (cells_dir / _cell_name(*c)).is_file()]
+    todo = [c for c in suite.cells() if (c in stale or not (cells_dir / _cell_name(*c)).is_file())
+            and (only_models is None or c[1] in only_models)]
     console.print(f"[bold]benchmark {suite.name}[/]: {len(suite.cells())} cells, {len(todo)} to run"
                   f"{f' ({len(stale)} stale)' if stale else ''} -> {out}")
     for (data, model, seed), why in stale.items():
         console.print(f"[yellow]stale[/] {data}-{model}-s{seed}: {escape(why)}", highlight=False)
+    cells_dir.mkdir(parents=True, exist_ok=True)
     with progress_bar(len(todo), f"suite {suite.name}") as advance:
         for data, model, seed in todo:
-            console.print(f"[bold]cell[/] {data} / {model} / seed {seed}")
-            config = OmegaConf.to_container(configs[(data, model, seed)])
-            stamp = {"config_hash": config_hash(config), "config": config}
-            try:
-                result = fit(configs[(data, model, seed)])
-            except IncompatibleError as exc:  # e.g. dwsnet on CNNs: a table entry, not a failure
-                console.print(f"[yellow]n/a[/]: {exc}")
-                write_json(cells_dir / _cell_name(data, model, seed),
-                           {"model": model, "data": data, "seed": seed, "not_applicable": str(exc), **stamp})
-            else:  # written only now, atomically: a stale cell keeps its old result until this one exists
-                write_json(cells_dir / _cell_name(data, model, seed), {**result.metrics, **stamp})
+            with claim(cells_dir / _cell_name(data, model, seed), listed_at) as mine:
+                if not mine:  # another `nnzoo benchmark` of this folder runs it or has just run it
+                    console.print(f"[dim]cell {data} / {model} / seed {seed}: taken by another worker[/]")
+                else:
+                    _run_cell(configs[(data, model, seed)], cells_dir, data, model, seed)
             advance(1)
     return write_tables(suite, out)
+
+
+@contextmanager
+def claim(cell_file: Path, listed_at: float) -> Iterator[bool]:
+    """Hold a cell's lock while it runs; yields ``False`` when another process holds it, or finished the cell
+    after this one listed the cells (at ``listed_at``).  So several ``nnzoo benchmark`` processes on one output folder share the cells
+    (e.g. two one-thread workers on two cores: ``threads=1``) and each cell runs once."""
+    from filelock import FileLock, Timeout
+    lock = FileLock(cell_file.parent / f".{cell_file.name}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        yield False
+        return
+    try:
+        yield not (cell_file.is_file() and cell_file.stat().st_mtime > listed_at)
+    finally:
+        lock.release()
+
+
+def _run_cell(config: Any, cells_dir: Path, data: str, model: str, seed: int) -> None:
+    """Fit one cell and write its file atomically (a stale cell keeps its old result until then)."""
+    from nnzoo.train import fit  # lazy: keeps `nnzoo list` fast
+    console.print(f"[bold]cell[/] {data} / {model} / seed {seed}")
+    plain = OmegaConf.to_container(config)
+    stamp = {"config_hash": config_hash(plain), "config": plain}
+    try:
+        result = fit(config)
+    except IncompatibleError as exc:  # e.g. dwsnet on CNNs: a table entry, not a failure
+        console.print(f"[yellow]n/a[/]: {exc}")
+        write_json(cells_dir / _cell_name(data, model, seed),
+                   {"model": model, "data": data, "seed": seed, "not_applicable": str(exc), **stamp})
+    else:
+        write_json(cells_dir / _cell_name(data, model, seed), {**result.metrics, **stamp})
 
 
 def _cell_config(suite: Suite, cell: tuple[str, str, int], out: Path, extra: list[str] | tuple[str, ...]):
@@ -397,30 +449,94 @@ def write_tables(suite: Suite, out: Path) -> dict[str, Path]:
         write_text(base.with_suffix(".csv"), buffer.getvalue())
         if rows:
             _plot(rows, base.with_suffix(".png"), f"{suite.name}: {data}")
+        curves = learning_curves(suite, out, data)
+        if curves:
+            _plot_curves(curves, out / f"{suite.name}-{data}-curves.png", f"{suite.name}: {data}, validation")
         console.print(md, markup=False, highlight=False)
         written[data] = base.with_suffix(".md")
+    if len(set(suite.datasets.values())) == 1 and len(suite.datasets) > 1:  # one dataset at several sizes
+        _plot_sizes(suite, out)
     return written
 
 
-def _plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+def learning_curves(suite: Suite, out: Path, data: str) -> dict[str, list[tuple[float, float, float]]]:
+    """Per model, ``(training networks seen, mean, std)`` of the validation metric over the seeds whose cells
+    recorded a history at the same points (cells run before histories existed have none and are left out)."""
+    curves = {}
+    for model in suite.models:
+        runs = [cell["history"] for s in suite.seeds if (p := out / "cells" / _cell_name(data, model, s)).is_file()
+                and isinstance((cell := read_cell(p)).get("history"), list) and cell["history"]]
+        if not runs:
+            continue
+        points = min(len(r) for r in runs)
+        key = next(k for k in runs[0][0] if k not in ("step", "networks"))
+        curve = []
+        for i in range(points):
+            values = [r[i][key] for r in runs if r[i].get(key) is not None]
+            if values:
+                mean = sum(values) / len(values)
+                std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+                curve.append((float(runs[0][i]["networks"]), mean, std))
+        curves[model] = curve
+    return curves
+
+
+def _figure(path: Path, draw, title: str, xlabel: str, ylabel: str, log_x: bool = False) -> None:
+    """One small PNG, written atomically."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from nnzoo.io import atomic_path
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for r in (r for r in rows if not r["note"] and r["params"]):
-        ax.errorbar(r["params"], r["mean"], yerr=r["std"], fmt="o", capsize=3)
-        ax.annotate(r["model"], (r["params"], r["mean"]), textcoords="offset points", xytext=(5, 5))
-    for r in (r for r in rows if r["model"] == IDENTITY_EDIT):
-        ax.axhline(r["mean"], color="grey", linestyle="--", label=r["model"])
-        ax.legend(fontsize=7)
-    ax.set_xscale("log")
-    ax.set_xlabel("parameters")
-    ax.set_ylabel(next((r["metric"] for r in rows if r["metric"]), ""))
-    ax.set_title(title)
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    draw(ax)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
+
+
+def _plot_curves(curves: dict[str, list[tuple[float, float, float]]], path: Path, title: str) -> None:
+    def draw(ax) -> None:
+        for model, curve in curves.items():
+            x, mean, std = (list(c) for c in zip(*curve))
+            ax.plot(x, mean, marker=".", label=model)
+            ax.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], alpha=0.15)
+        ax.legend(fontsize=7)
+    _figure(path, draw, title, "training networks seen", "validation metric (mean ± std over seeds)")
+
+
+def _plot_sizes(suite: Suite, out: Path) -> None:
+    """Test metric against training-set size, one line per model: a suite of one dataset at several sizes."""
+    tables = {label: read_json(out / f"{suite.name}-{label}.json", "benchmark table") for label in suite.datasets}
+
+    def draw(ax) -> None:
+        for model in suite.models:
+            points = sorted((r["num_train"], r["mean"], r["std"], label) for label, rows in tables.items()
+                            for r in rows if r["model"] == model and not r["note"] and r["num_train"])
+            if points:
+                x, mean, std, labels = zip(*points)
+                ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=model)
+                for xi, yi, label in zip(x, mean, labels):
+                    ax.annotate(label, (xi, yi), textcoords="offset points", xytext=(4, -12), fontsize=7)
+        ax.legend(fontsize=7)
+    metric = next((r["metric"] for rows in tables.values() for r in rows if r["metric"]), "")
+    _figure(out / f"{suite.name}-sizes.png", draw, f"{suite.name}: test metric vs. training networks",
+            "training networks (log)", f"{metric} (mean ± std over seeds)", log_x=True)
+
+
+def _plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+    def draw(ax) -> None:
+        for r in (r for r in rows if not r["note"] and r["params"]):
+            ax.errorbar(r["params"], r["mean"], yerr=r["std"], fmt="o", capsize=3)
+            ax.annotate(r["model"], (r["params"], r["mean"]), textcoords="offset points", xytext=(5, 5))
+        for r in (r for r in rows if r["model"] == IDENTITY_EDIT):
+            ax.axhline(r["mean"], color="grey", linestyle="--", label=r["model"])
+            ax.legend(fontsize=7)
+    _figure(path, draw, title, "parameters", next((r["metric"] for r in rows if r["metric"]), ""), log_x=True)

@@ -143,7 +143,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from nnzoo.benchmark import default_results_dir, load_suite, run_suite
     suite = load_suite(args.suite)
     out = Path(args.out) if args.out else default_results_dir(suite)
-    for data, path in run_suite(suite, out, args.overrides).items():
+    for data, path in run_suite(suite, out, args.overrides, only_models=args.models).items():
         console.print(f"{data}: {path}")
     return 0
 
@@ -456,6 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("benchmark", help="run a benchmark suite (benchmarks/<suite>.yaml), resuming finished cells")
     p.add_argument("suite", help="suite name or path to a suite YAML")
     p.add_argument("--out", help="output folder (default benchmarks/results/<suite>)")
+    p.add_argument("--models", nargs="+", metavar="MODEL",
+                   help="run only these models' cells (the tables still show every finished cell)")
     p.add_argument("overrides", nargs="*", help="overrides applied to every cell, e.g. trainer.max_epochs=2")
     p.set_defaults(func=cmd_benchmark)
     p = sub.add_parser("predict", help="apply a pretrained checkpoint to your own networks (.pth state dicts)",

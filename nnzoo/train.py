@@ -55,6 +55,22 @@ class TrainThroughput(L.Callback):
         return self.samples / self.seconds if self.seconds > 0 else None
 
 
+class ValidationHistory(L.Callback):
+    """The monitored validation metric after every validation run, against the training networks seen so
+    far: the learning curve a benchmark plots (``metrics.json`` key ``history``), kept without a logger."""
+
+    def __init__(self, monitor: str) -> None:
+        self.monitor, self.seen, self.rows = monitor, 0, []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.seen += len(batch)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is not None and not trainer.sanity_checking:
+            self.rows.append({"step": trainer.global_step, "networks": self.seen, self.monitor: _float(value)})
+
+
 def build_datamodule(cfg: DictConfig) -> WeightDataModule:
     """The run's datamodule, its options checked; a model that cannot do the dataset's task is refused
     first (one line), before any data is built or read."""
@@ -219,8 +235,8 @@ def _fit(cfg: DictConfig) -> RunResult:
         checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
                                       save_last=True, enable_version_counter=False)
         callbacks.append(checkpoints)
-    throughput = TrainThroughput()
-    callbacks += [throughput, StopOnNonFiniteLoss(run_dir, float(cfg.optim.lr))]
+    throughput, history = TrainThroughput(), ValidationHistory(monitor)
+    callbacks += [throughput, history, StopOnNonFiniteLoss(run_dir, float(cfg.optim.lr))]
     if loggers and cfg.callbacks.lr_monitor:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
     if cfg.callbacks.early_stopping_patience is not None:
@@ -244,6 +260,7 @@ def _fit(cfg: DictConfig) -> RunResult:
         "dataset": datamodule.describe(), "init_from": cfg.get("init_from"),
         "best_checkpoint": best_path,
         f"best_{monitor}": _float(checkpoints.best_model_score) if checkpoints is not None else None,
+        "history": history.rows,
     }
     if cfg.test:
         results = trainer.test(task, datamodule=datamodule, ckpt_path=best_path or None, weights_only=True,

@@ -11,6 +11,20 @@ import torch
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+def _check_tests_package() -> None:
+    """``from tests.conftest import ...`` must reach this folder.  An installed distribution with a top-level
+    ``tests`` package (nfn 0.1.2, a dependency, ships one) wins over it unless ``tests/__init__.py`` exists."""
+    import importlib.util
+    spec = importlib.util.find_spec("tests")
+    found = Path(spec.origin).resolve() if spec is not None and spec.origin else None
+    if found != Path(__file__).resolve().parent / "__init__.py":
+        raise pytest.UsageError(f"'import tests' finds {found or 'no regular package'}, not this folder's "
+                                f"__init__.py: restore {Path(__file__).resolve().parent / '__init__.py'}")
+
+
+_check_tests_package()
+
+
 @pytest.fixture(scope="session")
 def nnzoo_home(tmp_path_factory) -> Path:
     """A private cache folder so tests never touch the user's ~/.cache/nnzoo."""
@@ -73,3 +87,16 @@ def tiny_fit_args(root: Path, run_dir: Path, *extra: str) -> list[str]:
             "data.batch_size=16", "model.hidden=8", "model.layers=2", "model.probes=0",
             "model.fourier_features=16", "optim.warmup_steps=2", "trainer.max_epochs=2",
             "trainer.enable_progress_bar=false", *extra]
+
+
+def training_losses(model, batch, labels, optimizer, steps: int) -> list[float]:
+    """Cross-entropy after each of ``steps`` optimiser steps on one batch (the overfitting tests' loop)."""
+    import torch.nn.functional as F
+    losses = []
+    for _ in range(steps):
+        loss = F.cross_entropy(model(batch), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses

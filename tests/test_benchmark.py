@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,10 @@ def test_suite_runs_resumes_and_writes_tables(tiny_inr_root, nnzoo_home, tmp_pat
     with open(out / "tiny-tiny.csv") as fh:
         assert len(list(csv.DictReader(fh))) == 2
     assert (out / "tiny-tiny.png").read_bytes()[:4] == b"\x89PNG"
+    history = json.loads((out / "cells" / "tiny-gnn-s0.json").read_text())["history"]
+    assert [h["step"] for h in history] == [history[0]["step"]] and history[0]["networks"] > 0  # one epoch, one check
+    assert 0 <= history[0]["val/acc"] <= 1
+    assert (out / "tiny-tiny-curves.png").read_bytes()[:4] == b"\x89PNG"
 
     # a second run finds every cell finished and trains nothing
     def no_training(cfg):
@@ -73,18 +78,35 @@ def test_missing_environment_variable_fails_before_training(tmp_path, monkeypatc
         run_suite(load_suite(str(path)), tmp_path / "out")
 
 
+SHIPPED_SUITES = ("quick", "paper", "repro", "repro_full", "datasize")
+
+
 def test_shipped_suites_parse_and_compose(monkeypatch):
-    for name in ("quick", "paper"):
-        suite = load_suite(name)
-        assert suite.cells()
-        assert set(suite.models) == {"gnn", "transformer", "dwsnet", "mlp", "statnn"}
+    every_model = {"gnn", "transformer", "dwsnet", "mlp", "statnn", "nfn_np", "nfn_hnp"}
+    for name in SHIPPED_SUITES:
+        assert load_suite(name).cells()
+    assert set(load_suite("quick").models) == every_model - {"nfn_np", "nfn_hnp"}
+    assert set(load_suite("paper").models) == set(load_suite("repro").models) == every_model
     assert load_suite("paper").data_config("svhn_gs") == "cnn_zoo"
+    full = load_suite("repro_full")  # extends repro: its models and published numbers, its own budget
+    assert full.models == load_suite("repro").models and full.published == load_suite("repro").published
+    assert "data.build.views=10" in full.overrides and "trainer.max_epochs=1" not in full.overrides
     from nnzoo.config import compose
-    for name in ("quick", "paper"):  # every cell names existing model/data configs and valid overrides
+    for name in SHIPPED_SUITES:  # every cell names existing model/data configs and valid overrides
         suite = load_suite(name)
         for data, model, seed in suite.cells():
             compose(model, suite.data_config(data), suite.trainer, benchmark.cell_overrides(
                 suite, data, model, seed, REPO / "unused"))
+
+
+def test_suite_extends_must_name_a_suite_without_cycles(tmp_path):
+    (tmp_path / "a.yaml").write_text("extends: b\nmodels: [mlp]\n")
+    (tmp_path / "b.yaml").write_text("extends: a\ndatasets: [mnist_inr]\n")
+    with pytest.raises(NnzooError, match="without a cycle"):
+        load_suite(str(tmp_path / "a.yaml"))
+    (tmp_path / "c.yaml").write_text("extends: ../etc/passwd\nmodels: [mlp]\n")
+    with pytest.raises(NnzooError, match="must name another suite"):
+        load_suite(str(tmp_path / "c.yaml"))
 
 
 def test_unknown_suite_is_one_line(capsys):
@@ -111,6 +133,82 @@ def test_incompatible_cells_are_reported_not_fatal(tmp_path, monkeypatch):
     assert "| dwsnet | n/a: model 'dwsnet' cannot read convolutional networks |" in md
 
 
+def test_learning_curves_and_the_size_plot_come_from_the_cells(tmp_path, monkeypatch):
+    """A suite of one dataset at several sizes: validation curves averaged over seeds at the same points,
+    and a test-metric-vs-training-size plot from the tables."""
+    from nnzoo.train import RunResult
+    sizes = {"small": 100, "large": 400}
+
+    def fake_fit(cfg):
+        label = cfg.name.split("-")[0]
+        acc = 0.2 + 0.1 * cfg.seed + (0.3 if label == "large" else 0.0)
+        return RunResult(tmp_path, {
+            "model": "mlp", "data": label, "seed": cfg.seed, "num_parameters": 5, "train_seconds": 1.0,
+            "train_networks_per_s": 9.0, "epochs": 2, "dataset": {"num_train": sizes[label]}, "test/acc": acc,
+            "history": [{"step": 1, "networks": 50, "val/acc": acc / 2}, {"step": 2, "networks": 100, "val/acc": acc}]})
+    monkeypatch.setattr("nnzoo.train.fit", fake_fit)
+    path = tmp_path / "sizes.yaml"
+    path.write_text("models: [mlp]\ndatasets: {small: mnist_inr, large: mnist_inr}\nseeds: [0, 1]\n"
+                    "data_overrides: {small: [data.build.size=100], large: [data.build.size=400]}\n")
+    suite = load_suite(str(path))
+    out = tmp_path / "out"
+    run_suite(suite, out)
+    curves = benchmark.learning_curves(suite, out, "large")
+    assert [x for x, _, _ in curves["mlp"]] == [50.0, 100.0]
+    assert curves["mlp"][1][1] == pytest.approx(0.55) and curves["mlp"][1][2] == pytest.approx(0.0707, abs=1e-4)
+    for name in ("sizes-small-curves.png", "sizes-large-curves.png", "sizes-sizes.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG", name
+    rows = json.loads((out / "sizes-large.json").read_text())
+    assert rows[0]["num_train"] == 400 and rows[0]["mean"] == pytest.approx(0.55)
+
+
+def test_workers_on_one_folder_share_the_cells(tmp_path, monkeypatch):
+    """A cell whose lock another worker holds is left to it; a cell another worker finished after this one
+    listed the cells is not run again; the others run here."""
+    from filelock import FileLock
+
+    from nnzoo.train import RunResult
+    ran = []
+
+    def metrics(seed, acc):
+        return {"model": "mlp", "data": "mnist_inr", "seed": seed, "num_parameters": 5, "train_seconds": 1.0,
+                "epochs": 1, "dataset": {"num_train": 3}, "test/acc": acc}
+
+    def fake_fit(cfg):
+        ran.append(cfg.name)
+        if cfg.name == "mnist_inr-mlp-s1":  # meanwhile, the other worker finishes seed 2
+            (cells / "mnist_inr-mlp-s2.json").write_text(json.dumps(metrics(2, 0.7)))
+        return RunResult(tmp_path, metrics(cfg.seed, 0.5))
+    monkeypatch.setattr("nnzoo.train.fit", fake_fit)
+    path = tmp_path / "s.yaml"
+    path.write_text("models: [mlp]\ndatasets: [mnist_inr]\nseeds: [0, 1, 2]\n")
+    out = tmp_path / "out"
+    cells = out / "cells"
+    cells.mkdir(parents=True)
+    with FileLock(cells / ".mnist_inr-mlp-s0.json.lock"):  # held by "another worker"
+        run_suite(load_suite(str(path)), out)
+    assert ran == ["mnist_inr-mlp-s1"]
+    assert not (cells / "mnist_inr-mlp-s0.json").exists()
+    assert json.loads((cells / "mnist_inr-mlp-s2.json").read_text())["test/acc"] == 0.7
+
+
+def test_models_option_runs_only_those_cells(tmp_path, monkeypatch, capsys):
+    from nnzoo.train import RunResult
+    ran = []
+
+    def fake_fit(cfg):
+        ran.append(cfg.model.name)
+        return RunResult(tmp_path, {"model": cfg.model.name, "data": "mnist_inr", "seed": 0, "num_parameters": 5,
+                                    "train_seconds": 1.0, "epochs": 1, "dataset": {"num_train": 3}, "test/acc": 0.5})
+    monkeypatch.setattr("nnzoo.train.fit", fake_fit)
+    path = tmp_path / "s.yaml"
+    path.write_text("models: [gnn, mlp, statnn]\ndatasets: [mnist_inr]\n")
+    assert main(["benchmark", str(path), "--out", str(tmp_path / "out"), "--models", "mlp", "statnn"]) == 0
+    assert ran == ["mlp", "statnn"]
+    assert main(["benchmark", str(path), "--out", str(tmp_path / "out"), "--models", "nfn"]) == 2
+    assert "--models nfn: not a model of suite 's'" in capsys.readouterr().err
+
+
 def test_data_model_overrides_reach_only_their_cell(tmp_path):
     """A (data, model) override, e.g. a warm-up shortened for one recipe at a short budget, applies to that
     cell alone and after the model and data overrides."""
@@ -125,13 +223,17 @@ def test_data_model_overrides_reach_only_their_cell(tmp_path):
     assert warmup[("mnist_inr", "mlp")] == 0 and warmup[("cnn_zoo", "mlp")] == 0  # the recipes, untouched
 
 
-def test_readme_quotes_the_quick_suite_tables():
-    """The README's comparison tables are the files `nnzoo benchmark quick` wrote, unedited."""
+@pytest.mark.parametrize("name", ["quick", "repro", "datasize"])
+def test_readme_quotes_the_suite_tables(name):
+    """The README's comparison tables are the files `nnzoo benchmark <name>` wrote, unedited, and the
+    plots it shows are the ones the suite wrote."""
     readme = (REPO / "README.md").read_text()
-    for data in load_suite("quick").datasets:
-        lines = (REPO / "benchmarks" / "results" / "quick" / f"quick-{data}.md").read_text().splitlines()
+    for data in load_suite(name).datasets:
+        lines = (REPO / "benchmarks" / "results" / name / f"{name}-{data}.md").read_text().splitlines()
         table = "\n".join(lines[next(i for i, line in enumerate(lines) if line.startswith("| model")):])
         assert table.strip() in readme, data
+    for image in re.findall(rf"\(benchmarks/results/{name}/([^)]+\.png)\)", readme):
+        assert (REPO / "benchmarks" / "results" / name / image).is_file(), image
 
 
 def test_changed_config_reruns_the_stale_cell(tiny_inr_root, nnzoo_home, tmp_path, monkeypatch, capsys):

@@ -11,7 +11,6 @@ import zlib
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from nnzoo.config import compose, model_options
 from nnzoo.data.weights import DataInfo, WeightBatch, layer_statistics
@@ -22,6 +21,7 @@ from nnzoo.models.layers.dws import (BLOCKS, DWSLayer, KroneckerMap, PooledMap, 
                                      weight_space)
 from nnzoo.nets import LayerSpec, NetworkSpec, mlp_spec, siren_init, siren_spec
 from nnzoo.nets.functional import permute_neurons
+from tests.conftest import training_losses
 
 MNIST = siren_spec()  # the MNIST-INR SIREN 2-32-32-1
 DEEP = mlp_spec((3, 16, 24, 16, 2))  # deeper, other widths, two outputs (exercises the fixed output axis)
@@ -315,13 +315,7 @@ def test_overfits_a_tiny_batch():
     model = create_model("dwsnet", _info(MNIST, params), **{**model_options("dwsnet"), "hidden": 8, "layers": 2})
     opt = torch.optim.AdamW(model.parameters(), lr=5e-3, amsgrad=True, weight_decay=5e-4)
     batch = _batch(MNIST, params, labels)
-    losses = []
-    for _ in range(30):
-        loss = F.cross_entropy(model(batch), labels)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = training_losses(model, batch, labels, opt, 30)
     assert losses[-1] < 0.1 * losses[0]  # ~0.1 after 30 steps at the reference's learning rate
     with torch.no_grad():
         assert (model.eval()(batch).argmax(-1) == labels).all()

@@ -52,15 +52,19 @@ RESNET2 = NetworkSpec((LayerSpec("conv", 1, 8, (3, 3), padding="same", norm="bat
 SMALL_CNN = small_cnn_spec("relu", units=8)  # the Small CNN Zoo layout: stride 2, no padding, no residual
 
 # what a model reads in one batch: two MLP datasets and one CNN dataset mixing three architectures
+# (and one CNN architecture alone, for the models that read a single parameter layout per dataset)
 DATA = {"siren": (siren_spec((2, 32, 32, 1)),), "relu": (mlp_spec((3, 16, 24, 16, 2)),),
-        "cnns": (RESNET, RESNET2, SMALL_CNN)}
+        "cnns": (RESNET, RESNET2, SMALL_CNN), "cnn": (SMALL_CNN,)}
 
 # small models keep the module fast; options a model does not take are dropped (models are being rewritten)
 SMALL = {"gnn": {"hidden": 16, "layers": 4, "fourier_features": 16},  # 4 hops: inputs reach the outputs
          "transformer": {"d_node": 16, "d_edge": 8, "d_attn": 16, "d_node_hidden": 32, "d_edge_hidden": 16,
                          "heads": 2, "layers": 2, "head_hidden": 16, "fourier_features": 16},
          "dwsnet": {"hidden": 8, "layers": 2, "heads": 2},
-         "statnn": {"hidden": 32, "layers": 2}}
+         "statnn": {"hidden": 32, "layers": 2},
+         "nfn_hnp": {"hidden": [8, 8], "fourier_features": 8, "head_hidden": 32},
+         "nfn_np": {"hidden": [8, 8], "fourier_features": 8, "head_hidden": 32}}
+NFN_MODELS = ("nfn_hnp", "nfn_np")  # one layout per dataset: the single-architecture "cnn" key
 GRAPH_MODELS = ("gnn", "transformer")  # the models with node_states()
 
 
@@ -71,7 +75,9 @@ def _case(name: str, key: str, **options) -> object:
 CASES = [*(_case(n, key, probes=k) for n in GRAPH_MODELS for k in (0, 16) for key in ("siren", "relu")),
          *(_case("dwsnet", key, reduction=r) for r in ("max", "mean") for key in ("siren", "relu")),
          _case("statnn", "siren"), _case("statnn", "relu"),
-         *(_case(n, "cnns") for n in (*GRAPH_MODELS, "statnn"))]  # probes need coordinate networks
+         *(_case(n, "cnns") for n in (*GRAPH_MODELS, "statnn")),  # probes need coordinate networks
+         *(_case(n, key) for n in NFN_MODELS for key in ("siren", "relu", "cnn")),
+         _case("nfn_np", "siren", io_encoding="learned"), _case("nfn_np", "cnn", io_encoding="learned")]
 GRAPH_CASES = [c for c in CASES if c.values[0] in GRAPH_MODELS]
 
 
@@ -162,8 +168,10 @@ def run_network(spec: NetworkSpec, params: Tensor, train: bool = False) -> Tenso
 
 def test_cases_cover_every_invariant_model():
     invariant = {n for n in MODELS.names() if MODELS.entry(n).meta["invariant"]}
-    for key in DATA:
-        wanted = {n for n in invariant if MODELS.entry(n).meta["conv"] or not DATA[key][0].is_conv}
+    for key in DATA:  # CNN models on the mixed CNN batch if they read mixed architectures, else on one CNN
+        mixed = len(DATA[key]) > 1
+        wanted = {n for n in invariant if not DATA[key][0].is_conv
+                  or (MODELS.entry(n).meta["conv"] and MODELS.entry(n).meta["heterogeneous"] == mixed)}
         assert {c.values[0] for c in CASES if c.values[2] == key} == wanted
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import tiny_fit_args
+from tests.conftest import tiny_fit_args
 from nnzoo.cli import build_parser, main
 from nnzoo.config import compose
 

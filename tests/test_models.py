@@ -13,7 +13,9 @@ from nnzoo.nets import siren_init, siren_spec
 SPEC = siren_spec()
 # small versions of each model so that the tests stay fast; the defaults are checked for size below
 SMALL = {"gnn": {"hidden": 16, "layers": 2, "probes": 16}, "transformer": {"d_node": 16, "d_edge": 8, "heads": 2, "layers": 2, "probes": 16},
-         "dwsnet": {"hidden": 8, "layers": 2}, "mlp": {}, "statnn": {"hidden": 64}}
+         "dwsnet": {"hidden": 8, "layers": 2}, "mlp": {}, "statnn": {"hidden": 64},
+         "nfn_hnp": {"hidden": [16, 16], "fourier_features": 16, "head_hidden": 64},
+         "nfn_np": {"hidden": [16, 16], "fourier_features": 16, "head_hidden": 64}}
 
 
 def _info(params, outputs=10):

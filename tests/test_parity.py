@@ -10,7 +10,7 @@ import torch
 from torch_geometric.nn import LayerNorm as PygLayerNorm
 from torch_geometric.nn.aggr import DegreeScalerAggregation
 
-from nnzoo.config import model_options
+from nnzoo.config import compose, to_container
 from nnzoo.data.weights import DataInfo
 from nnzoo.graphs import graph_template
 from nnzoo.models import count_parameters, create_model
@@ -36,14 +36,23 @@ REFERENCE_COUNTS = {  # measured by building the reference models (see the READM
     ("dwsnet", "mnist_inr", None): 552_650,  # AvivNavon/DWSNets, MNIST config
     ("mlp", "mnist_inr", None): 42_762,  # DWSNets' MLP baseline
     ("statnn", "cnn_zoo", None): 1_059_001,  # NFN's StatNet on the Small CNN Zoo
+    # github AllanYangZhou/nfn models built with nfn==0.1.2
+    ("nfn_hnp", "mnist_inr", None): 68_844_330,  # classify_siren nfnet/inv_ff.yaml (paper: 68.8M)
+    ("nfn_np", "mnist_inr", None): 45_668_650,  # classify_siren nfnet/inv_ff_io.yaml (45.7M)
+    ("nfn_hnp", "cnn_zoo", None): 2_811_743,  # predict_gen nfnet/hnp_inv.yaml (2.81M)
+    ("nfn_np", "cnn_zoo", None): 2_031_390,  # predict_gen nfnet/np_inv.yaml
 }
 DATA = {"mnist_inr": MNIST_INR, "cnn_zoo": SMALL_CNN_ZOO}
+COUNTS = REFERENCE_COUNTS
 
 
-@pytest.mark.parametrize("name, data, probes", REFERENCE_COUNTS)
+@pytest.mark.parametrize("name, data, probes", COUNTS)
 def test_default_models_have_the_reference_parameter_count(name, data, probes):
-    options = model_options(name) if probes is None else {**model_options(name), "probes": probes}
-    assert count_parameters(create_model(name, DATA[data], **options)) == REFERENCE_COUNTS[name, data, probes]
+    """The model as ``nnzoo fit --model name --data data`` builds it: its config with the data's recipe."""
+    options = {k: v for k, v in to_container(compose(name, data).model).items() if k != "name"}
+    if probes is not None:
+        options["probes"] = probes
+    assert count_parameters(create_model(name, DATA[data], **options)) == COUNTS[name, data, probes]
 
 
 def test_graph_layernorm_is_the_reference_norm_applied_to_each_network():

