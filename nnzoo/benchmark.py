@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import math
+import statistics
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -436,7 +437,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 def write_tables(suite: Suite, out: Path) -> dict[str, Path]:
     written = {}
-    for data, rows in summarize(suite, out).items():
+    tables = summarize(suite, out)
+    for data, rows in tables.items():
         base = out / f"{suite.name}-{data}"
         md = f"# {suite.name}: {data}\n\n{suite.description.strip()}\n\n{markdown_table(rows)}"
         write_text(base.with_suffix(".md"), md)
@@ -455,7 +457,7 @@ def write_tables(suite: Suite, out: Path) -> dict[str, Path]:
         console.print(md, markup=False, highlight=False)
         written[data] = base.with_suffix(".md")
     if len(set(suite.datasets.values())) == 1 and len(suite.datasets) > 1:  # one dataset at several sizes
-        _plot_sizes(suite, out)
+        _plot_sizes(suite, tables, out)
     return written
 
 
@@ -474,9 +476,8 @@ def learning_curves(suite: Suite, out: Path, data: str) -> dict[str, list[tuple[
         for i in range(points):
             values = [r[i][key] for r in runs if r[i].get(key) is not None]
             if values:
-                mean = sum(values) / len(values)
-                std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-                curve.append((float(runs[0][i]["networks"]), mean, std))
+                std = statistics.stdev(values) if len(values) > 1 else 0.0
+                curve.append((float(runs[0][i]["networks"]), statistics.mean(values), std))
         curves[model] = curve
     return curves
 
@@ -512,9 +513,9 @@ def _plot_curves(curves: dict[str, list[tuple[float, float, float]]], path: Path
     _figure(path, draw, title, "training networks seen", "validation metric (mean ± std over seeds)")
 
 
-def _plot_sizes(suite: Suite, out: Path) -> None:
-    """Test metric against training-set size, one line per model: a suite of one dataset at several sizes."""
-    tables = {label: read_json(out / f"{suite.name}-{label}.json", "benchmark table") for label in suite.datasets}
+def _plot_sizes(suite: Suite, tables: dict[str, list[dict[str, Any]]], out: Path) -> None:
+    """Test metric against training-set size, one line per model: a suite of one dataset at several sizes
+    (``tables``: :func:`summarize`'s rows per dataset label)."""
 
     def draw(ax) -> None:
         for model in suite.models:
