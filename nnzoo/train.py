@@ -57,18 +57,16 @@ class TrainThroughput(L.Callback):
 
 class ValidationHistory(L.Callback):
     """The monitored validation metric after every validation run, against the training networks seen so
-    far: the learning curve a benchmark plots (``metrics.json`` key ``history``), kept without a logger."""
+    far (counted by ``throughput``): the learning curve a benchmark plots (``metrics.json`` key ``history``),
+    kept without a logger."""
 
-    def __init__(self, monitor: str) -> None:
-        self.monitor, self.seen, self.rows = monitor, 0, []
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.seen += len(batch)
+    def __init__(self, monitor: str, throughput: TrainThroughput) -> None:
+        self.monitor, self.throughput, self.rows = monitor, throughput, []
 
     def on_validation_end(self, trainer, pl_module) -> None:
         value = trainer.callback_metrics.get(self.monitor)
         if value is not None and not trainer.sanity_checking:
-            self.rows.append({"step": trainer.global_step, "networks": self.seen, self.monitor: _float(value)})
+            self.rows.append({"step": trainer.global_step, "networks": self.throughput.samples, self.monitor: _float(value)})
 
 
 def build_datamodule(cfg: DictConfig) -> WeightDataModule:
@@ -235,7 +233,8 @@ def _fit(cfg: DictConfig) -> RunResult:
         checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
                                       save_last=True, enable_version_counter=False)
         callbacks.append(checkpoints)
-    throughput, history = TrainThroughput(), ValidationHistory(monitor)
+    throughput = TrainThroughput()
+    history = ValidationHistory(monitor, throughput)
     callbacks += [throughput, history, StopOnNonFiniteLoss(run_dir, float(cfg.optim.lr))]
     if loggers and cfg.callbacks.lr_monitor:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
