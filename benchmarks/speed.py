@@ -6,10 +6,15 @@ editing), SIREN fitting, peak RSS.
     python benchmarks/speed.py --device cuda   # training steps on a GPU (adds a bf16 autocast row)
     python benchmarks/speed.py --device cuda --batch-size 512 --merge   # add a batch size to the same file
     python benchmarks/speed.py --kernels       # only graph batching and PNA's segment reductions vs PyG (prints)
+    python benchmarks/speed.py --scaling       # + cost per network at batch 64/128/256 with and without the
+                                               #   malloc switch, chunked vs plain path, peak RSS (~10 min)
 
 Prints a table and writes ``benchmarks/results/speed-<device>.json`` (atomically).
 Numbers are medians over timed repetitions after warm-up; nothing here is a
-pass/fail test.
+pass/fail test.  Each training step is also counted in FLOPs (``torch.utils.flop_counter``: the matrix
+products of forward and backward on the plain autograd path, so recomputation by the chunked CPU kernels is
+not counted as work) and divided by the machine's measured float32 matmul rate on the same threads: the
+fraction of peak the step reaches.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from nnzoo.allocator import keep_large_allocations_on_heap
 from nnzoo.config import model_options
 from nnzoo.data.weights import DataInfo, WeightBatch, layer_statistics
 from nnzoo.graphs import batch_to_graph, network_to_data
-from nnzoo.io import write_json
+from nnzoo.io import write_json, write_text
 from nnzoo.models import MODELS, count_parameters, create_model
 from nnzoo.nets import siren_spec
 from nnzoo.nets.functional import siren_init
@@ -55,6 +60,86 @@ def _median_seconds(fn, repeats: int, warmup: int = 2, sync=lambda: None) -> flo
         sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """The machine's float32 matmul rate on the current threads: a large square product, median of repeats."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    return 2 * size ** 3 / _median_seconds(lambda: a @ b, repeats) / 1e9
+
+
+def step_gflop(name: str, batch_size: int) -> float:
+    """FLOPs of one training step (forward + backward matrix products) on the plain autograd path."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from nnzoo.models.layers.fused import fused_kernels
+    _, step = training_setup(name, batch_size, "cpu")
+    with fused_kernels(False), FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops() / 1e9
+
+
+def gradient_agreement(name: str, batch_size: int = 16) -> float:
+    """Largest relative difference (per parameter, to its largest entry) between the gradients of one step
+    on the chunked CPU path and on the plain autograd path, same weights and batch, float32, no dropout."""
+    from nnzoo.models.layers.fused import fused_kernels
+    info, batch = _siren_batch(batch_size)
+    model = create_model(name, info, **model_options(name)).eval()
+    grads = []
+    for enabled in (False, True):
+        model.zero_grad()
+        with fused_kernels(enabled):
+            torch.nn.functional.cross_entropy(model(batch), batch.y).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    return max(((grads[1][n] - g).abs().max() / g.abs().max().clamp_min(1e-30)).item() for n, g in grads[0].items())
+
+
+def one_cell(name: str, batch_size: int, chunked: bool, repeats: int) -> dict:
+    """Training-step time and this process's peak RSS for one model/batch/path (run in a fresh process)."""
+    from nnzoo.models.layers.fused import fused_kernels
+    with fused_kernels(chunked):
+        row = training_step(name, batch_size, "cpu", repeats=repeats)
+    peak_rss = _high_water_mib()  # before the FLOP count's extra step
+    return {**row, "ms_per_network": row["ms_per_step"] / batch_size, "peak_rss_mib": peak_rss,
+            "gflop_per_step": step_gflop(name, batch_size)}
+
+
+def _high_water_mib() -> float:
+    """This process's peak resident memory. ``/proc``'s VmHWM starts afresh at exec; ``ru_maxrss`` would carry
+    the peak of the parent that started this process (Linux keeps it across exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: maxrss (may be inherited)
+
+
+def scaling(models: list[str], batches: dict[str, list[int]], repeats: int) -> list[dict]:
+    """Cost per network at several batch sizes, with and without ``keep_large_allocations_on_heap`` (the
+    process-wide malloc switch ``nnzoo fit`` applies), on the chunked and the plain path: one fresh process per
+    cell, so no cell inherits another's allocator state or memory peak."""
+    rows = []
+    for name in models:
+        for batch_size in batches.get(name, batches["default"]):
+            for switch in (True, False):
+                for chunked in (True, False):
+                    env = {**os.environ, "NNZOO_MALLOC_TUNING": "1" if switch else "0"}
+                    cmd = [sys.executable, __file__, "--one-cell", name, str(batch_size),
+                           "chunked" if chunked else "plain", "--repeats", str(repeats)]
+                    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+                    cell = {"model": name, "batch_size": batch_size, "malloc_switch": switch, "chunked": chunked}
+                    if done.returncode != 0:
+                        tail = (done.stderr.strip().splitlines() or ["killed"])[-1][:200]
+                        rows.append({**cell, "error": f"exit {done.returncode}: {tail}"})
+                    else:
+                        rows.append({**cell, **json.loads(done.stdout.strip().splitlines()[-1])})
+                    r = rows[-1]
+                    console.print(f"{name} batch {batch_size} switch={'on' if switch else 'off'} "
+                                  f"{'chunked' if chunked else 'plain'}: " + (r["error"] if "error" in r else
+                                  f"{r['ms_per_network']:.2f} ms/network, peak RSS {r['peak_rss_mib']:,.0f} MiB"))
+    return rows
 
 
 def _siren_batch(n: int, seed: int = 0) -> tuple[DataInfo, WeightBatch]:
@@ -177,16 +262,45 @@ def siren_fitting(num: int, compile: bool = False) -> dict[str, float]:
 
 
 def fit_peak_rss(epochs: int) -> dict[str, float]:
-    """Peak resident memory of a real ``nnzoo fit --model gnn --data mnist_inr`` (default dataset)."""
-    nnzoo = Path(sys.executable).parent / "nnzoo"
+    """Peak resident memory of a real ``nnzoo fit --model gnn --data mnist_inr`` (default dataset), read from
+    the fit process's own VmHWM (``ru_maxrss`` of a child would include this process's earlier peak)."""
+    probe = ("import sys; from nnzoo.cli import main; rc = main(sys.argv[1:]); "
+             "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM'))); sys.exit(rc)")
     with tempfile.TemporaryDirectory() as runs:
         start = time.perf_counter()
-        subprocess.run([str(nnzoo), "fit", "--model", "gnn", "--data", "mnist_inr", f"run_dir={runs}",
-                        f"trainer.max_epochs={epochs}", "trainer.enable_progress_bar=false"],
-                       check=True, capture_output=True)
+        done = subprocess.run([sys.executable, "-c", probe, "fit", "--model", "gnn", "--data", "mnist_inr",
+                               f"run_dir={runs}", f"trainer.max_epochs={epochs}", "trainer.enable_progress_bar=false"],
+                              check=True, capture_output=True, text=True)
         seconds = time.perf_counter() - start
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return {"epochs": epochs, "seconds": seconds, "peak_rss_mib": peak_kib / 1024}
+    return {"epochs": epochs, "seconds": seconds, "peak_rss_mib": int(done.stdout.split()[-1]) / 1024}
+
+
+def markdown_tables(report: dict) -> str:
+    """The README's CPU tables, from the report: step cost and fraction of peak; per-network scaling."""
+    peak = report.get("matmul_peak_gflops")
+    lines = [f"Batch {report['batch_size']}, {report['threads']} threads, float32 matmul peak "
+             f"{peak:.1f} GFLOP/s (2048 x 2048 product)." if peak else "",
+             "",
+             "| model | params | ms/step (fwd+bwd) | networks/s | epoch of 5,000 INRs (s) | GFLOP/step | of peak |",
+             "|---|---|---|---|---|---|---|"]
+    for name, r in report["models"].items():
+        flops = (f"{r['gflop_per_step']:.2f} | {100 * r['fraction_of_peak']:.0f}%" if "gflop_per_step" in r
+                 else " | ")
+        lines.append(f"| {name} | {r['params']:,} | {r['ms_per_step']:,.1f} | {r['networks_per_s']:,.0f} | "
+                     f"{r['epoch_5000_s']:,.1f} | {flops} |")
+    if report.get("scaling"):
+        lines += ["", "| model | batch | malloc switch | path | ms/step | ms/network | of peak | peak RSS (MiB) |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in report["scaling"]:
+            head = (f"| {r['model']} | {r['batch_size']} | {'on' if r['malloc_switch'] else 'off'} | "
+                    f"{'chunked' if r['chunked'] else 'plain'} |")
+            if "error" in r:
+                lines.append(f"{head} {r['error']} | | | |")
+                continue
+            share = f"{100 * r['gflop_per_step'] / (r['ms_per_step'] / 1000) / peak:.0f}%" if peak else ""
+            lines.append(f"{head} {r['ms_per_step']:,.0f} | {r['ms_per_network']:.2f} | {share} | "
+                         f"{r['peak_rss_mib']:,.0f} |")
+    return "\n".join(lines).strip() + "\n"
 
 
 def main() -> None:
@@ -204,10 +318,19 @@ def main() -> None:
                         help="keep the rows of other batch sizes already in the JSON, under by_batch_size")
     parser.add_argument("--kernels", action="store_true",
                         help="only graph batching and segment reductions against PyG's; print, write nothing")
+    parser.add_argument("--scaling", action="store_true",
+                        help="add per-network cost at --scaling-batches, malloc switch on/off, chunked/plain")
+    parser.add_argument("--scaling-batches", type=int, nargs="*", default=[64, 128, 256])
+    parser.add_argument("--scaling-models", nargs="*", default=["gnn", "transformer"])
+    parser.add_argument("--one-cell", nargs=3, metavar=("MODEL", "BATCH", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    keep_large_allocations_on_heap()  # as nnzoo fit does
     if args.device == "cpu" and os.environ.get("NNZOO_BENCH_THREADS"):
         torch.set_num_threads(int(os.environ["NNZOO_BENCH_THREADS"]))
+    keep_large_allocations_on_heap()  # as nnzoo fit does (NNZOO_MALLOC_TUNING=0: not)
+    if args.one_cell:
+        name, batch_size, path = args.one_cell
+        print(json.dumps(one_cell(name, int(batch_size), path == "chunked", args.repeats or 5)))
+        return
 
     report: dict = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
                     "cpu": platform.processor() or platform.machine(), "batch_size": args.batch_size}
@@ -220,8 +343,17 @@ def main() -> None:
         return
     report["models"] = {}
     bf16 = args.bf16 or args.device.startswith("cuda")
+    if args.device == "cpu":
+        report["matmul_peak_gflops"] = matmul_peak_gflops()
+        console.print(f"float32 matmul peak: {report['matmul_peak_gflops']:.1f} GFLOP/s "
+                      f"({report['threads']} threads)")
     for name in args.models or MODELS.names():
         report["models"][name] = training_step(name, args.batch_size, args.device, repeats=args.repeats)
+        if args.device == "cpu":
+            row = report["models"][name]
+            row["gflop_per_step"] = step_gflop(name, args.batch_size)
+            row["fraction_of_peak"] = (row["gflop_per_step"] / (row["ms_per_step"] / 1000)
+                                       / report["matmul_peak_gflops"])
         if bf16:
             report["models"][f"{name} (bf16)"] = training_step(name, args.batch_size, args.device, bf16=True,
                                                                 repeats=args.repeats)
@@ -233,6 +365,11 @@ def main() -> None:
             report["editing"][f"{name} (bf16)"] = editing_step(name, args.batch_size, args.device, bf16=True,
                                                                repeats=args.repeats)
         console.print(f"{name} (editing): {report['editing'][name]['ms_per_step']:.0f} ms/step")
+    if args.scaling and args.device == "cpu":
+        report["gradient_agreement"] = {name: gradient_agreement(name) for name in args.scaling_models}
+        batches = {"default": args.scaling_batches,  # NG-T's dense edges: ~13 GB at 128, batch 256 does not fit
+                   "transformer": [b for b in args.scaling_batches if b <= 128]}
+        report["scaling"] = scaling(args.scaling_models, batches, args.repeats or 5)
     out = Path(args.out) if args.out else RESULTS / f"speed-{args.device.split(':')[0]}.json"
     if args.skip_fit and out.is_file():  # keep the fitting figures of the last full run (model-independent)
         previous = json.loads(out.read_text())
@@ -248,12 +385,14 @@ def main() -> None:
 
     table = Table(title=f"nnzoo speed on {args.device} ({report['threads']} threads), batch {args.batch_size}")
     for col in ("model", "params", "ms/step (fwd+bwd)", "networks/s", "epoch of 5,000 INRs (s)",
-                "batching / step time"):
+                "GFLOP/step", "of matmul peak", "batching / step time"):
         table.add_column(col, justify="right")
     graphs_per_s = report["batching"]["index_arithmetic_graphs_per_s"]
     for name, r in report["models"].items():
+        flops = (f"{r['gflop_per_step']:.2f}", f"{100 * r['fraction_of_peak']:.0f}%") if "gflop_per_step" in r \
+            else ("", "")
         table.add_row(name, f"{r['params']:,}", f"{r['ms_per_step']:.1f}", f"{r['networks_per_s']:.0f}",
-                      f"{r['epoch_5000_s']:.1f}", f"{r['networks_per_s'] / graphs_per_s:.3f}")
+                      f"{r['epoch_5000_s']:.1f}", *flops, f"{r['networks_per_s'] / graphs_per_s:.3f}")
     console.print(table)
     table = Table(title="editing (mnist_inr_dilate reference models: change per weight, render 28x28, MSE) "
                         "beside classification (mnist_inr)")
@@ -287,6 +426,10 @@ def main() -> None:
         report["by_batch_size"] = dict(sorted(rows.items(), key=lambda row: int(row[0])))
     write_json(out, report)
     console.print(f"written {out}")
+    if args.device == "cpu" and not args.out:
+        tables = RESULTS / "speed-cpu.md"
+        write_text(tables, markdown_tables(report))
+        console.print(f"written {tables} (the README's CPU speed tables: paste them there)")
 
 
 if __name__ == "__main__":

@@ -5,12 +5,14 @@
 # Each run is an ordinary `nnzoo fit` with the default configs (the reference models and recipes) and the
 # short CPU budget of the README's main job; `nnzoo export` slims its best checkpoint (state dict +
 # hyperparameters only) into checkpoints/<name>.pt and records the run's test metrics and input card.
-#  * INRs: the warm-up cut from 1,000 to 100 steps (1,000 would not finish in 260 steps) and the reference's
-#    weight-space augmentation off: with it, models trained on the built INRs lost 15-50 points on INRs fitted
-#    by another procedure; without it they lose 0-2 (README "Measured effects", 3 seeds). NG-GNN: 20 epochs
-#    with `model.residual=true` (the named option; +26 points over the plain reference model at this budget).
-#    NG-T: 10 epochs (4-7 min an epoch on the 2-core machine), its batches of 128 run as 2 x 64 with gradient
-#    accumulation: the same updates in half the memory.
+#  * INRs: the largest set this machine builds, the reproduction suite's 5,000 digits with two SIRENs per
+#    training image (8,000 / 500 / 500 INRs; ~35 min to build once, cached); the warm-up cut from 1,000 to 100
+#    steps and the reference's weight-space augmentation off: with it, models trained on the built INRs lost
+#    15-50 points on INRs fitted by another procedure; without it they lose 0-2 (README "Measured effects",
+#    3 seeds). NG-GNN: 4 epochs (32,000 networks, as the 20 epochs of 1,600 it replaced) with
+#    `model.residual=true` (the named option; +26 points over the plain reference model at this budget).
+#    NG-T: 2 epochs (16,000 networks, as the 10 epochs of 1,600 it replaced; ~20-30 min an epoch on the 2-core
+#    machine), its batches of 128 run as 2 x 64 with gradient accumulation: the same updates in half the memory.
 #  * CNN zoos: 20 epochs of the small built zoos in batches of 16 (the recipes' 128/192 would give one or two
 #    steps per epoch on 160 training CNNs). NG-T evaluates in batches of 32: its dense edge tensors in batches
 #    of 256 took 9 GB and were killed for memory next to other jobs.
@@ -34,11 +36,11 @@ fit_and_export() {  # name model data [overrides...]
   "$NNZOO" export "$run" --name "$name" --folder checkpoints  # the shipped folder (the default is the user's)
 }
 
-INR_BUDGET=(optim.warmup_steps=100 data.augment.translate=0 data.augment.rotate=0 data.augment.scale=0
+INR_BUDGET=(data.build.size=5000 data.build.views=2 optim.warmup_steps=100 data.augment.translate=0 data.augment.rotate=0 data.augment.scale=0
             data.augment.shift=0 data.augment.dropout=0)
 CNN_BUDGET=(trainer.max_epochs=20 data.batch_size=16)
-fit_and_export gnn-mnist_inr gnn mnist_inr "${INR_BUDGET[@]}" model.residual=true
-fit_and_export transformer-mnist_inr transformer mnist_inr "${INR_BUDGET[@]}" trainer.max_epochs=10 \
+fit_and_export gnn-mnist_inr gnn mnist_inr "${INR_BUDGET[@]}" model.residual=true trainer.max_epochs=4
+fit_and_export transformer-mnist_inr transformer mnist_inr "${INR_BUDGET[@]}" trainer.max_epochs=2 \
   data.batch_size=64 trainer.accumulate_grad_batches=2
 fit_and_export gnn-cnn_zoo gnn cnn_zoo "${CNN_BUDGET[@]}"
 fit_and_export transformer-cnn_zoo transformer cnn_zoo "${CNN_BUDGET[@]}" data.eval_batch_size=32

@@ -316,3 +316,12 @@ def test_readme_gpu_table_is_the_measured_one():
         assert int(fp32_rate.replace(",", "")) == round(models[name]["networks_per_s"])
         assert float(bf16_ms) == round(models[f"{name} (bf16)"]["ms_per_step"], 1)
         assert int(bf16_rate.replace(",", "")) == round(models[f"{name} (bf16)"]["networks_per_s"])
+
+
+def test_readme_quotes_the_measured_cpu_speed_tables():
+    """`python benchmarks/speed.py` writes benchmarks/results/speed-cpu.md; the README quotes it unedited."""
+    root = Path(__file__).resolve().parents[1]
+    tables = (root / "benchmarks" / "results" / "speed-cpu.md").read_text().strip()
+    assert tables in (root / "README.md").read_text()
+    measured = json.loads((root / "benchmarks" / "results" / "speed-cpu.json").read_text())
+    assert f"| gnn | {measured['models']['gnn']['params']:,} |" in tables  # the tables come from the JSON

@@ -27,6 +27,7 @@ from torch_geometric.data import Data
 from nnzoo.data.weights import DataInfo, WeightBatch
 from nnzoo.graphs import graph_template
 from nnzoo.models.layers.edit_head import GraphDeltaHead
+from nnzoo.models.layers.fused import fused_enabled, node_chunks, regular_layout
 from nnzoo.models.layers.graph_input import GraphInput
 from nnzoo.models.layers.norm import GraphLayerNorm
 from nnzoo.models.layers.pna import EdgeUpdate, FiLMPNAConv, log_degree, mean_log_degree
@@ -97,11 +98,13 @@ class NeuralGraphGNN(nn.Module):
         x, edge_attr, edge_index, in_degree = g.x, g.edge_attr, g.graph.edge_index, g.graph.in_degree
         log_deg = log_degree(in_degree)
         nodes_per_graph = torch.bincount(g.graph.batch, minlength=g.graph.num_graphs)
+        chunks = node_chunks(in_degree) if fused_enabled(x) else None
+        layout = regular_layout(in_degree, g.graph.num_graphs) if fused_enabled(x) else None
         for i, conv in enumerate(self.convs):
-            update = conv(x, edge_index, edge_attr, in_degree, log_deg)
+            update = conv(x, edge_index, edge_attr, in_degree, log_deg, chunks, layout)
             if i < len(self.norms):
                 update = self.dropout(self.act(self.norms[i](update, nodes_per_graph)))
             x = x + update if self.residual else update
             if i < len(self.edge_updates):
-                edge_attr = self.edge_updates[i](x, edge_index, edge_attr)
+                edge_attr = self.edge_updates[i](x, edge_index, edge_attr, in_degree, chunks)
         return x, edge_attr, g.graph

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from nnzoo.models.layers.fused import fourier_linear, fused_enabled
 from nnzoo.models.layers.precision import autocast_off
 
 
@@ -49,6 +50,10 @@ class FeatureEncoder(nn.Module):
         self.mlp = nn.Sequential(*modules)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.fourier is not None and not x.requires_grad and fused_enabled(x):
+            first = self.mlp[0]  # the lift exists a chunk of rows at a time (fused.FourierLinear)
+            out = fourier_linear(x, self.fourier.frequencies, first.weight, first.bias)
+            return self.mlp[1:](out)
         return self.mlp(self.fourier(x) if self.fourier is not None else x)
 
 

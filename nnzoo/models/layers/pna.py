@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from nnzoo.models.layers.fused import (DenseRunAggregate, EdgeMLP, FiLMMessageAggregate, RunLayout, fused_enabled,
+                                       node_chunks)
 from nnzoo.models.layers.precision import upcast
 
 AGGREGATORS = ("mean", "min", "max", "std", "sum")
@@ -84,15 +86,33 @@ class FiLMPNAConv(nn.Module):
         self.lin = nn.Linear(dim, dim)
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor, in_degree: Tensor,
-                log_deg: Tensor) -> Tensor:
-        """``edge_index`` must be sorted by target with ``in_degree`` edges per node (as built by nnzoo.graphs)."""
+                log_deg: Tensor, chunks: list[tuple[int, int, int, int]] | None = None,
+                layout: RunLayout | None = None) -> Tensor:
+        """``edge_index`` must be sorted by target with ``in_degree`` edges per node (as built by nnzoo.graphs).
+
+        On CPU, ``layout`` (:func:`~nnzoo.models.layers.fused.regular_layout`: a batch of one architecture)
+        turns the aggregations into dense reductions; otherwise ``chunks``
+        (:func:`~nnzoo.models.layers.fused.node_chunks`, computed here if not given) process the edges a
+        cache-sized chunk at a time.
+        """
         src, dst = edge_index
-        gamma, beta = self.film_scale(edge_attr), self.film_shift(edge_attr)
         # project at the nodes, then gather: N << E, so this is far cheaper than an MLP per edge
         # (index_select is several times faster than x[idx] on CPU, forward and backward)
-        gathered = self.lin_target(x).index_select(0, dst) + self.lin_source(x).index_select(0, src)
-        messages = torch.addcmul(beta, gamma, gathered)
-        agg = aggregate(messages, in_degree, self.aggregators)
+        target, source = self.lin_target(x), self.lin_source(x)
+        if layout is not None and fused_enabled(x, edge_attr):
+            gathered = target.index_select(0, dst) + source.index_select(0, src)
+            messages = torch.addcmul(self.film_shift(edge_attr), self.film_scale(edge_attr), gathered)
+            agg = DenseRunAggregate.apply(messages, layout, self.aggregators)
+        elif fused_enabled(x, edge_attr):
+            film_weight = torch.cat([self.film_scale.weight, self.film_shift.weight])
+            film_bias = torch.cat([self.film_scale.bias, self.film_shift.bias])
+            agg = FiLMMessageAggregate.apply(edge_attr, film_weight, film_bias, target, source, src, dst, in_degree,
+                                             chunks if chunks is not None else node_chunks(in_degree),
+                                             self.aggregators)
+        else:
+            gamma, beta = self.film_scale(edge_attr), self.film_shift(edge_attr)
+            gathered = target.index_select(0, dst) + source.index_select(0, src)
+            agg = aggregate(torch.addcmul(beta, gamma, gathered), in_degree, self.aggregators)
         scaled = []
         for name in self.scalers:
             if name == "identity":
@@ -119,8 +139,15 @@ class EdgeUpdate(nn.Module):
         self.lin_target = nn.Linear(dim, edge_dim)
         self.out = nn.Sequential(nn.SiLU(), nn.Linear(edge_dim, edge_dim))
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> Tensor:
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor, in_degree: Tensor | None = None,
+                chunks: list[tuple[int, int, int, int]] | None = None) -> Tensor:
+        """With ``in_degree`` (edges sorted by target) the CPU path runs edge chunks (see FiLMPNAConv)."""
         src, dst = edge_index
-        hidden = self.lin_edge(edge_attr) + self.lin_source(x).index_select(0, src) \
-            + self.lin_target(x).index_select(0, dst)
-        return edge_attr + self.out(hidden) if self.residual else self.out(hidden)
+        source, target = self.lin_source(x), self.lin_target(x)
+        if in_degree is not None and fused_enabled(x, edge_attr):
+            update = EdgeMLP.apply(edge_attr, self.lin_edge.weight, self.lin_edge.bias, source, target,
+                                   self.out[1].weight, self.out[1].bias, src, dst, in_degree,
+                                   chunks if chunks is not None else node_chunks(in_degree))
+        else:
+            update = self.out(self.lin_edge(edge_attr) + source.index_select(0, src) + target.index_select(0, dst))
+        return edge_attr + update if self.residual else update
