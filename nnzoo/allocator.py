@@ -4,8 +4,11 @@ Message passing allocates and frees many tensors of ``edges x hidden`` floats
 (tens of MB) every step.  glibc serves allocations that large with fresh
 ``mmap`` pages and unmaps them on free, so every step pays page faults for all
 of them again, which is expensive in VMs.  Keeping them on the heap (no mmap,
-no trimming) made a NG-GNN training step ~10% faster on the 2-core CPU
-(``benchmarks/speed.py``).  Set ``NNZOO_MALLOC_TUNING=0`` to leave malloc alone.
+no trimming) is process-wide, so ``nnzoo fit`` applies it but no layer depends on it: the chunked CPU
+kernels (``nnzoo/models/layers/fused.py``) keep NG-GNN's per-network cost within 17% from batch 64 to 256
+without it (the plain path: 36%).  With it the cost is flat, 17-19% lower at batch 128 and up, for 27-29%
+more peak memory (freed blocks stay with the process); ``benchmarks/speed.py --scaling`` measures both.
+Set ``NNZOO_MALLOC_TUNING=0`` to leave malloc alone.
 """
 
 from __future__ import annotations
