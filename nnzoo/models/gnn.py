@@ -98,8 +98,9 @@ class NeuralGraphGNN(nn.Module):
         x, edge_attr, edge_index, in_degree = g.x, g.edge_attr, g.graph.edge_index, g.graph.in_degree
         log_deg = log_degree(in_degree)
         nodes_per_graph = torch.bincount(g.graph.batch, minlength=g.graph.num_graphs)
-        chunks = node_chunks(in_degree) if fused_enabled(x) else None
-        layout = regular_layout(in_degree, g.graph.num_graphs) if fused_enabled(x) else None
+        cpu = fused_enabled(x)  # the chunked/dense CPU kernels: their edge chunks and run layout, once a batch
+        chunks = node_chunks(in_degree) if cpu else None
+        layout = regular_layout(in_degree, g.graph.num_graphs) if cpu else None
         for i, conv in enumerate(self.convs):
             update = conv(x, edge_index, edge_attr, in_degree, log_deg, chunks, layout)
             if i < len(self.norms):

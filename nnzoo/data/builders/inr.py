@@ -188,6 +188,15 @@ def stratified_split(labels: Tensor, size: int, val_fraction: float, test_fracti
     return {s: torch.cat(v).sort().values for s, v in out.items()}
 
 
+def recipe_splits(recipe: dict[str, Any]) -> dict[str, Tensor]:
+    """Indices into ``load_images(source)`` of the images each split of a build recipe uses (a checkpoint's
+    ``data.build`` or a ``build_info`` recipe; unknown keys ignored), without fitting anything: which images a
+    model trained, selected or was tested on."""
+    config = InrBuildConfig(**{k: v for k, v in recipe.items() if k in InrBuildConfig.__dataclass_fields__})
+    _, labels = load_images(config.source)
+    return stratified_split(labels, config.size, config.val_fraction, config.test_fraction, config.seed)
+
+
 def build_inr_dataset(cache_root: str | os.PathLike, config: InrBuildConfig) -> Path:
     """Return the folder of the dataset for ``config``, building it first if needed (recipe checked first)."""
     config.validate()

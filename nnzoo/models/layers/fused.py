@@ -115,21 +115,11 @@ class FiLMMessageAggregate(torch.autograd.Function):
         aggregators = ctx.aggregators
         out = rest[-1]
         extremes = dict(zip([k for k in ("min", "max") if k in aggregators], rest[:-1]))
-        n, c = t.shape
+        c = t.shape[1]
         parts = dict(zip(aggregators, grad_out.split(c, dim=1)))
         values = dict(zip(aggregators, out.split(c, dim=1)))
         count = in_degree.clamp_min(1).unsqueeze(-1).to(t.dtype)
-        # d loss / d (sum of m) and d loss / d (sum of m^2) per node, from sum, mean and std
-        g_sum = t.new_zeros(n, c)
-        g_sq = None
-        if "sum" in parts:
-            g_sum += parts["sum"]
-        if "mean" in parts:
-            g_sum += parts["mean"] / count
-        if "std" in parts:  # std = sqrt(clamp_min(E[m^2] - E[m]^2, 1e-5))
-            var_grad = torch.where(unclamped, parts["std"] * 0.5 / values["std"], 0.0)
-            g_sq = var_grad / count
-            g_sum -= 2 * mean * g_sq
+        g_sum, g_sq = _moment_grads(parts, values.get("std"), mean, unclamped, count)
         grad_edge = torch.empty_like(edge_attr)
         grad_film_w, grad_film_b = torch.zeros_like(film_weight), torch.zeros_like(film_bias)
         grad_t, grad_s = torch.zeros_like(t), torch.zeros_like(s)
@@ -155,6 +145,22 @@ class FiLMMessageAggregate(torch.autograd.Function):
         return grad_edge, grad_film_w, grad_film_b, grad_t, grad_s, None, None, None, None, None
 
 
+def _moment_grads(grads: dict[str, Tensor], std: Tensor | None, mean: Tensor | None, unclamped: Tensor | None,
+                  count: Tensor | int) -> tuple[Tensor, Tensor | None]:
+    """``d loss / d sum(m)`` and ``d loss / d sum(m^2)`` per node from the gradients of the sum, mean and std
+    outputs (``std = sqrt(clamp_min(E[m^2] - E[m]^2, 1e-5))``; no gradient where the variance was clamped)."""
+    g_sum = torch.zeros_like(mean if mean is not None else next(iter(grads.values())))
+    if "sum" in grads:
+        g_sum += grads["sum"]
+    if "mean" in grads:
+        g_sum += grads["mean"] / count
+    if "std" not in grads:
+        return g_sum, None
+    g_sq = torch.where(unclamped, grads["std"] * 0.5 / std, 0.0) / count
+    g_sum -= 2 * mean * g_sq
+    return g_sum, g_sq
+
+
 def _needed(aggregators: Sequence[str]) -> list[str]:
     need = set()
     for name in aggregators:
@@ -162,10 +168,11 @@ def _needed(aggregators: Sequence[str]) -> list[str]:
     return sorted(need)
 
 
-def _finish(stats: dict, count: Tensor, has_edges: Tensor,
+def _finish(stats: dict, count: Tensor | int, has_edges: Tensor | None,
             aggregators: Sequence[str]) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """The aggregators from the per-node sums, square sums and extremes (formulas of ``pna.aggregate``),
-    with the mean and the mask of unclamped variances that std's gradient needs."""
+    concatenated along the last axis, with the mean and the mask of unclamped variances that std's gradient
+    needs.  ``has_edges`` None: every node has incoming edges."""
     out: dict[str, Tensor] = {}
     mean = unclamped = None
     if "sum" in stats:
@@ -177,8 +184,8 @@ def _finish(stats: dict, count: Tensor, has_edges: Tensor,
             out["std"] = var.clamp_min(1e-5).sqrt()
     for name in ("min", "max"):
         if name in stats:
-            out[name] = torch.where(has_edges, stats[name], 0.0)
-    return torch.cat([out[name] for name in aggregators], dim=1), mean, unclamped
+            out[name] = stats[name] if has_edges is None else torch.where(has_edges, stats[name], 0.0)
+    return torch.cat([out[name] for name in aggregators], dim=-1), mean, unclamped
 
 
 def _messages(edge_attr: Tensor, film_weight: Tensor, film_bias: Tensor, t: Tensor, s: Tensor, src: Tensor,
@@ -319,21 +326,17 @@ class DenseRunAggregate(torch.autograd.Function):
         out = messages.new_empty(b, n_t, len(aggregators) * c)
         masks = []
         for n0, k, d, e0 in runs:
-            slots = out[:, n0:n0 + k].view(b, k, len(aggregators), c)
-            if d == 0:  # no incoming edges: zeros, and std's clamp floor (as segment_reduce + clamp_min)
-                for a, name in enumerate(aggregators):
-                    slots[:, :, a] = (1e-5) ** 0.5 if name == "std" else 0.0
-                masks.append(None)
-                continue
-            seg = grid[:, e0:e0 + k * d].view(b, k, d, c)
-            total = seg.sum(2)
-            mean = total / d
-            var = (seg * seg).sum(2) / d - mean.pow(2) if "std" in aggregators else None
-            masks.append(var >= 1e-5 if var is not None else None)
-            for a, name in enumerate(aggregators):
-                slots[:, :, a] = {"sum": lambda: total, "mean": lambda: mean,
-                                  "std": lambda: var.clamp_min(1e-5).sqrt(),
-                                  "min": lambda: seg.amin(2), "max": lambda: seg.amax(2)}[name]()
+            if d == 0:  # no incoming edges: the formulas on zero sums and extremes (as pna.aggregate)
+                zeros = messages.new_zeros(b, k, c)
+                out[:, n0:n0 + k], _, unclamped = _finish(dict.fromkeys(_needed(aggregators), zeros), 1, None,
+                                                          aggregators)
+            else:
+                seg = grid[:, e0:e0 + k * d].view(b, k, d, c)
+                reduce = {"sum": lambda: seg.sum(2), "sq": lambda: (seg * seg).sum(2),
+                          "min": lambda: seg.amin(2), "max": lambda: seg.amax(2)}
+                stats = {name: reduce[name]() for name in _needed(aggregators)}
+                out[:, n0:n0 + k], _, unclamped = _finish(stats, d, None, aggregators)
+            masks.append(unclamped)
         ctx.save_for_backward(messages, out)
         ctx.layout, ctx.aggregators, ctx.masks = layout, aggregators, masks
         return out.view(b * n_t, -1)
@@ -356,18 +359,10 @@ class DenseRunAggregate(torch.autograd.Function):
             seg = grid[:, e0:e0 + k * d].view(b, k, d, c)
             g = {name: grad_out[:, n0:n0 + k, a] for a, name in enumerate(aggregators)}
             v = {name: out[:, n0:n0 + k, a] for a, name in enumerate(aggregators)}
-            g_sum = torch.zeros_like(seg[:, :, 0])
-            if "sum" in g:
-                g_sum += g["sum"]
-            if "mean" in g:
-                g_sum += g["mean"] / d
-            dm = None
-            if "std" in g:
-                g_sq = torch.where(unclamped, g["std"] * 0.5 / v["std"], 0.0) / d
-                mean = seg.sum(2) / d if "mean" not in v else v["mean"]
-                g_sum -= 2 * mean * g_sq
-                dm = seg * (2 * g_sq).unsqueeze(2)
-            dm = g_sum.unsqueeze(2).expand_as(seg) if dm is None else dm.add_(g_sum.unsqueeze(2))
+            mean = v["mean"] if "mean" in v else (seg.sum(2) / d if "std" in v else None)
+            g_sum, g_sq = _moment_grads(g, v.get("std"), mean, unclamped, d)
+            dm = (g_sum.unsqueeze(2).expand_as(seg) if g_sq is None
+                  else (seg * (2 * g_sq).unsqueeze(2)).add_(g_sum.unsqueeze(2)))
             for name in ("min", "max"):
                 if name in g:
                     hit = (seg == v[name].unsqueeze(2)).to(seg.dtype)  # ties share, as segment_reduce

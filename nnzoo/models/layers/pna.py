@@ -99,11 +99,8 @@ class FiLMPNAConv(nn.Module):
         # project at the nodes, then gather: N << E, so this is far cheaper than an MLP per edge
         # (index_select is several times faster than x[idx] on CPU, forward and backward)
         target, source = self.lin_target(x), self.lin_source(x)
-        if layout is not None and fused_enabled(x, edge_attr):
-            gathered = target.index_select(0, dst) + source.index_select(0, src)
-            messages = torch.addcmul(self.film_shift(edge_attr), self.film_scale(edge_attr), gathered)
-            agg = DenseRunAggregate.apply(messages, layout, self.aggregators)
-        elif fused_enabled(x, edge_attr):
+        cpu = fused_enabled(x, edge_attr)
+        if cpu and layout is None:  # mixed architectures: messages a chunk at a time, recomputed in backward
             film_weight = torch.cat([self.film_scale.weight, self.film_shift.weight])
             film_bias = torch.cat([self.film_scale.bias, self.film_shift.bias])
             agg = FiLMMessageAggregate.apply(edge_attr, film_weight, film_bias, target, source, src, dst, in_degree,
@@ -111,8 +108,9 @@ class FiLMPNAConv(nn.Module):
                                              self.aggregators)
         else:
             gamma, beta = self.film_scale(edge_attr), self.film_shift(edge_attr)
-            gathered = target.index_select(0, dst) + source.index_select(0, src)
-            agg = aggregate(torch.addcmul(beta, gamma, gathered), in_degree, self.aggregators)
+            messages = torch.addcmul(beta, gamma, target.index_select(0, dst) + source.index_select(0, src))
+            agg = (DenseRunAggregate.apply(messages, layout, self.aggregators) if cpu
+                   else aggregate(messages, in_degree, self.aggregators))
         scaled = []
         for name in self.scalers:
             if name == "identity":
