@@ -44,7 +44,7 @@ from nnzoo.io import write_json, write_text
 from nnzoo.models import MODELS, count_parameters, create_model
 from nnzoo.nets import siren_spec
 from nnzoo.nets.functional import siren_init
-from nnzoo.progress import console
+from nnzoo.progress import console, progress_bar
 
 RESULTS = Path(__file__).resolve().parent / "results"
 EPOCH_INRS = 5000  # issue 6 target: one epoch over the 5,000 MNIST INRs in < 60 s on 2 CPU cores
@@ -127,24 +127,26 @@ def scaling(models: list[str], batches: dict[str, list[int]], repeats: int) -> l
     process-wide malloc switch ``nnzoo fit`` applies), on the chunked and the plain path: one fresh process per
     cell, so no cell inherits another's allocator state or memory peak."""
     rows = []
-    for name in models:
-        for batch_size in batches.get(name, batches["default"]):
-            for switch in (True, False):
-                for chunked in (True, False):
-                    env = {**os.environ, "NNZOO_MALLOC_TUNING": "1" if switch else "0"}
-                    cmd = [sys.executable, __file__, "--one-cell", name, str(batch_size),
-                           "chunked" if chunked else "plain", "--repeats", str(repeats)]
-                    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-                    cell = {"model": name, "batch_size": batch_size, "malloc_switch": switch, "chunked": chunked}
-                    if done.returncode != 0:
-                        tail = (done.stderr.strip().splitlines() or ["killed"])[-1][:200]
-                        rows.append({**cell, "error": f"exit {done.returncode}: {tail}"})
-                    else:
-                        rows.append({**cell, **json.loads(done.stdout.strip().splitlines()[-1])})
-                    r = rows[-1]
-                    console.print(f"{name} batch {batch_size} switch={'on' if switch else 'off'} "
-                                  f"{'chunked' if chunked else 'plain'}: " + (r["error"] if "error" in r else
-                                  f"{r['ms_per_network']:.2f} ms/network, peak RSS {r['peak_rss_mib']:,.0f} MiB"))
+    cells = [(name, batch_size, switch, chunked) for name in models
+             for batch_size in batches.get(name, batches["default"]) for switch in (True, False)
+             for chunked in (True, False)]
+    with progress_bar(len(cells), "scaling cells") as advance:
+        for name, batch_size, switch, chunked in cells:
+            env = {**os.environ, "NNZOO_MALLOC_TUNING": "1" if switch else "0"}
+            cmd = [sys.executable, __file__, "--one-cell", name, str(batch_size),
+                   "chunked" if chunked else "plain", "--repeats", str(repeats)]
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            cell = {"model": name, "batch_size": batch_size, "malloc_switch": switch, "chunked": chunked}
+            if done.returncode != 0:
+                tail = (done.stderr.strip().splitlines() or ["killed"])[-1][:200]
+                rows.append({**cell, "error": f"exit {done.returncode}: {tail}"})
+            else:
+                rows.append({**cell, **json.loads(done.stdout.strip().splitlines()[-1])})
+            r = rows[-1]
+            console.print(f"{name} batch {batch_size} switch={'on' if switch else 'off'} "
+                          f"{'chunked' if chunked else 'plain'}: " + (r["error"] if "error" in r else
+                          f"{r['ms_per_network']:.2f} ms/network, peak RSS {r['peak_rss_mib']:,.0f} MiB"))
+            advance(1)
     return rows
 
 
