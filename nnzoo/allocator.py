@@ -1,14 +1,14 @@
 """CPU allocator tuning for training processes.
 
-Message passing allocates and frees many tensors of ``edges x hidden`` floats
-(tens of MB) every step.  glibc serves allocations that large with fresh
-``mmap`` pages and unmaps them on free, so every step pays page faults for all
-of them again, which is expensive in VMs.  Keeping them on the heap (no mmap,
-no trimming) is process-wide, so ``nnzoo fit`` applies it but no layer depends on it: the chunked CPU
-kernels (``nnzoo/models/layers/fused.py``) keep NG-GNN's per-network cost within 17% from batch 64 to 256
-without it (the plain path: 36%).  With it the cost is flat, 17-19% lower at batch 128 and up, for 27-29%
-more peak memory (freed blocks stay with the process); ``benchmarks/speed.py --scaling`` measures both.
-Set ``NNZOO_MALLOC_TUNING=0`` to leave malloc alone.
+glibc serves allocations above its mmap threshold (at most 32 MiB) with fresh ``mmap`` pages and unmaps them
+on free, so a training step that allocates such blocks pays page faults for all of them again every step,
+which is expensive in VMs.  NG-GNN and NG-T do not depend on this switch: on CPU they run a batch as
+sub-batches whose largest tensor stays under 24 MiB (``over_network_chunks`` in
+``nnzoo/models/layers/fused.py``), so their per-network cost stays flat from batch 64 to 256 without it.
+Other models still allocate large blocks (DWSNet, NFN at 512 channels: 19-35% slower steps without it), so
+``nnzoo fit`` keeps it, for more peak memory (freed blocks stay with the process).  It is process-wide, so
+no layer depends on it; ``benchmarks/speed.py --scaling`` measures both.  Set ``NNZOO_MALLOC_TUNING=0`` to
+leave malloc alone.
 """
 
 from __future__ import annotations

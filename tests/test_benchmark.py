@@ -325,3 +325,22 @@ def test_readme_quotes_the_measured_cpu_speed_tables():
     assert tables in (root / "README.md").read_text()
     measured = json.loads((root / "benchmarks" / "results" / "speed-cpu.json").read_text())
     assert f"| gnn | {measured['models']['gnn']['params']:,} |" in tables  # the tables come from the JSON
+
+
+def test_product_ceiling_replays_every_product_the_flop_counter_counts():
+    """speed.py's ceiling replays the step's own products: exactly the FLOPs FlopCounterMode counts (a kind
+    left out of the replay, e.g. NG-T's batched products or NFN's convolutions, would make it a fiction)."""
+    import importlib.util
+    import sys
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "benchmarks"))
+    try:
+        spec = importlib.util.spec_from_file_location("speed", root / "benchmarks" / "speed.py")
+        speed = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(speed)
+    finally:
+        sys.path.remove(str(root / "benchmarks"))
+    for name in ("gnn", "transformer", "nfn_np"):  # linear products, batched products, convolutions
+        ceiling = speed.product_ceiling(name, 2, repeats=1)
+        assert ceiling["products_gflop"] == pytest.approx(speed.step_gflop(name, 2), rel=1e-9)
+        assert ceiling["products_ms"] > 0

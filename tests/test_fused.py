@@ -250,3 +250,47 @@ def test_dense_run_aggregation_equals_segment_reduce():
     (out_a, grad_a), (out_b, grad_b) = results
     torch.testing.assert_close(out_b, out_a, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(grad_b, grad_a, rtol=1e-10, atol=1e-12)
+
+
+def test_weight_batch_split_keeps_order_groups_and_sizes():
+    from nnzoo.nets.spec import mlp_spec
+    spec, other = siren_spec(), mlp_spec([2, 16, 1], "sine")
+    batch = WeightBatch([spec, other], [random_params(spec, 7), random_params(other, 5, seed=1)], torch.arange(12))
+    for size in (1, 3, 4, 12, 50):
+        parts = batch.split(size)
+        assert all(0 < len(p) <= size for p in parts)
+        assert torch.equal(torch.cat([p.y for p in parts]), batch.y)
+        for spec_, rows in ((spec, batch.params[0]), (other, batch.params[1])):
+            got = torch.cat([p for part in parts for s, p in zip(part.specs, part.params) if s is spec_])
+            assert torch.equal(got, rows)
+    assert [len(p) for p in batch.split(4)] == [4, 3, 4, 1]  # a part joins the previous one only if it fits
+    assert [len(p.specs) for p in batch.split(12)] == [2]  # both groups in one sub-batch
+    with pytest.raises(ValueError, match=">= 1"):
+        batch.split(0)
+
+
+@pytest.mark.parametrize("name", ["gnn", "transformer"])
+def test_network_chunks_give_the_full_batch_outputs_and_gradients(name, monkeypatch):
+    """Forward over sub-batches (so no per-step tensor leaves the heap) equals one forward on the batch."""
+    spec = siren_spec()
+    params = random_params(spec, 6, scale=0.3)
+    batch = WeightBatch([spec], [params], torch.arange(6) % 10)
+    info = DataInfo("mnist_inr", "classification", 10, (spec,), stats=layer_statistics([spec], [params]))
+    torch.manual_seed(0)
+    model = create_model(name, info, **model_options(name)).double().eval()
+    batch = batch.replace(params=[params.double()])
+    calls = []
+    forward = model._predict
+    monkeypatch.setattr(model, "_predict", lambda b: calls.append(len(b)) or forward(b))
+    results = []
+    for budget in (1 << 40, (model.edge_bytes if name == "gnn" else model.pair_bytes) * 4):
+        monkeypatch.setattr(fused, "HEAP_TENSOR_BYTES", budget)
+        model.zero_grad()
+        out = model(batch)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+        results.append((out.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    assert calls == [6, 3, 3]  # one call, then two balanced sub-batches of at most 4
+    (out_a, grads_a), (out_b, grads_b) = results
+    torch.testing.assert_close(out_b, out_a, rtol=1e-10, atol=1e-12)
+    for a, b in zip(grads_a, grads_b):
+        torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-12)

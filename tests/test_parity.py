@@ -15,6 +15,7 @@ from nnzoo.data.weights import DataInfo
 from nnzoo.graphs import graph_template
 from nnzoo.models import count_parameters, create_model
 from nnzoo.models.gnn import forward_log_degree
+from nnzoo.models.layers.fused import fused_kernels
 from nnzoo.models.layers.graph_input import with_direction
 from nnzoo.models.layers.norm import GraphLayerNorm
 from nnzoo.models.layers.pna import aggregate, log_degree
@@ -101,28 +102,41 @@ def test_reversed_edges_carry_direction_in_the_raw_feature():
     assert out.tolist() == [[0.5, 0.0, 0.5], [0.0, -2.0, -2.0]]  # [W, W^T, W + W^T] at (i, j) and (j, i)
 
 
-def test_relational_attention_is_the_reference_formula():
+@pytest.mark.parametrize("expanded", [True, False], ids=["expanded-cpu", "as-written"])
+def test_relational_attention_is_the_reference_formula(expanded):
     """q_ij = q_i + Q e_ij, k_ij = k_j + K e_ij (edge-edge term included), v_ij = v_j * M e_ij + V e_ij,
-    softmax over j with scale 1/sqrt(d_attn), per head; written out naively here."""
+    softmax over j with scale 1/sqrt(d_attn), per head; written out naively here.  On CPU the layer computes
+    the logits expanded (Q e . K e, plus the cross terms as products with the edges); elsewhere as written.
+    Both are compared, values *and gradients*, in float64, with a padded network in the batch."""
     torch.manual_seed(2)
     b, n, d_node, d_edge, d_attn, h = 2, 5, 12, 6, 16, 4
-    attn = RelationalAttention(d_node, d_edge, d_attn, h, modulate_v=True)
-    x, e = torch.randn(b, n, d_node), torch.randn(b, n, n, d_edge)
+    attn = RelationalAttention(d_node, d_edge, d_attn, h, modulate_v=True).double()
+    x = torch.randn(b, n, d_node, dtype=torch.float64, requires_grad=True)
+    e = torch.randn(b, n, n, d_edge, dtype=torch.float64, requires_grad=True)
+    key_mask = torch.tensor([[True] * n, [True] * (n - 2) + [False] * 2])
     dh = d_attn // h
     qkv = (x @ attn.node_qkv.weight.t()).view(b, n, h, 3, dh)
     q, k, v = qkv[..., 0, :], qkv[..., 1, :], qkv[..., 2, :]
     edge = (e @ attn.edge_qkv.weight.t()).view(b, n, n, h, 4, dh)
-    out = torch.zeros(b, n, h, dh)
+    rows = []
     for bi in range(b):
+        keys = [j for j in range(n) if key_mask[bi, j]]
         for i in range(n):
             for hi in range(h):
                 logits = torch.stack([(q[bi, i, hi] + edge[bi, i, j, hi, 0]) @ (k[bi, j, hi] + edge[bi, i, j, hi, 1])
-                                      for j in range(n)]) / math.sqrt(d_attn)
+                                      for j in keys]) / math.sqrt(d_attn)
                 weights = logits.softmax(0)
-                values = torch.stack([v[bi, j, hi] * edge[bi, i, j, hi, 3] + edge[bi, i, j, hi, 2] for j in range(n)])
-                out[bi, i, hi] = weights @ values
-    expected = attn.out(out.reshape(b, n, d_attn))
-    torch.testing.assert_close(attn(x, e, None), expected, atol=1e-5, rtol=1e-5)
+                values = torch.stack([v[bi, j, hi] * edge[bi, i, j, hi, 3] + edge[bi, i, j, hi, 2] for j in keys])
+                rows.append(weights @ values)
+    expected = attn.out(torch.stack(rows).view(b, n, d_attn))
+    with fused_kernels(expanded):
+        got = attn(x, e, key_mask)
+    torch.testing.assert_close(got, expected, atol=1e-10, rtol=1e-10)
+    weights = torch.randn_like(got)
+    inputs = [x, e, *attn.parameters()]
+    for g_got, g_expected in zip(torch.autograd.grad((got * weights).sum(), inputs),
+                                 torch.autograd.grad((expected * weights).sum(), inputs)):
+        torch.testing.assert_close(g_got, g_expected, atol=1e-10, rtol=1e-10)
 
 
 # ----------------------------------------------------------- the README quotes these facts; keep the copies true

@@ -61,6 +61,26 @@ class WeightBatch:
     def replace(self, params: Sequence[Tensor] | None = None, y: Tensor | None = None) -> "WeightBatch":
         return WeightBatch(self.specs, self.params if params is None else params, self.y if y is None else y)
 
+    def split(self, size: int) -> list["WeightBatch"]:
+        """Consecutive sub-batches of at most ``size`` networks, in the order of ``y`` (groups kept apart)."""
+        if size < 1:
+            raise ValueError(f"sub-batch size must be >= 1, got {size}")
+        parts, start = [], 0
+        for spec, params in zip(self.specs, self.params):
+            for i in range(0, len(params), size):
+                rows = params[i:i + size]
+                parts.append(([spec], [rows], self.y[start + i:start + i + len(rows)]))
+            start += len(params)
+        merged: list[WeightBatch] = []  # fill each sub-batch up to ``size`` across group boundaries
+        for specs, params, y in parts:
+            last = merged[-1] if merged else None
+            if last is not None and len(last) + len(y) <= size:
+                merged[-1] = WeightBatch(last.specs + tuple(specs), last.params + tuple(params),
+                                         torch.cat([last.y, y]))
+            else:
+                merged.append(WeightBatch(specs, params, y))
+        return merged
+
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "WeightBatch":
         return WeightBatch(self.specs, [p.to(device, non_blocking=non_blocking) for p in self.params],
                            self.y.to(device, non_blocking=non_blocking))

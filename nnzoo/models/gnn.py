@@ -27,7 +27,7 @@ from torch_geometric.data import Data
 from nnzoo.data.weights import DataInfo, WeightBatch
 from nnzoo.graphs import graph_template
 from nnzoo.models.layers.edit_head import GraphDeltaHead
-from nnzoo.models.layers.fused import fused_enabled, node_chunks, regular_layout
+from nnzoo.models.layers.fused import fused_enabled, node_chunks, over_network_chunks, regular_layout
 from nnzoo.models.layers.graph_input import GraphInput
 from nnzoo.models.layers.norm import GraphLayerNorm
 from nnzoo.models.layers.pna import EdgeUpdate, FiLMPNAConv, log_degree, mean_log_degree
@@ -70,6 +70,9 @@ class NeuralGraphGNN(nn.Module):
         self.edge_updates = nn.ModuleList(EdgeUpdate(hidden, hidden, residual)
                                           for _ in range(layers - 1 if edge_updates else 0))
         self.residual = residual
+        # one (edges x hidden) float32 tensor of a network: what over_network_chunks keeps off fresh pages
+        self.edge_bytes = 4 * hidden * max(int(graph_template(spec, info.edge_kernel, info.node_roles,
+                                                              reverse_edges).in_degree.sum()) for spec in info.specs)
         self.act = nn.SiLU()
         self.dropout = nn.Dropout(dropout)
         self.editing = info.task == "editing"
@@ -80,9 +83,13 @@ class NeuralGraphGNN(nn.Module):
                                              head_hidden or hidden, head_layers)
 
     def forward(self, batch: WeightBatch) -> Tensor | list[Tensor]:
-        x, edge_attr, graph = self.encode(batch)
         if self.editing:
+            x, edge_attr, _ = self.encode(batch)
             return self.delta_head(x, edge_attr, batch.specs, [len(p) for p in batch.params])
+        return over_network_chunks(self._predict, batch, self.edge_bytes)
+
+    def _predict(self, batch: WeightBatch) -> Tensor:
+        x, _, graph = self.encode(batch)
         return self.readout(x, graph.output_index)
 
     def node_states(self, batch: WeightBatch) -> Tensor:

@@ -22,6 +22,7 @@ from torch_geometric.utils import to_dense_batch
 
 from nnzoo.data.weights import DataInfo, WeightBatch
 from nnzoo.models.layers.edit_head import GraphDeltaHead
+from nnzoo.models.layers.fused import over_network_chunks
 from nnzoo.models.layers.graph_input import GraphInput
 from nnzoo.models.layers.readout import OutputNodeReadout
 from nnzoo.models.layers.relational_attention import RelationalTransformerLayer
@@ -66,6 +67,9 @@ class NeuralGraphTransformer(nn.Module):
         self.input = GraphInput(info, d_node, d_edge, fourier_features, fourier_sigma, probes, reverse_edges,
                                 linear_as_conv, activation_embedding)
         self.editing = info.task == "editing"
+        # the attention's (n x n x d_attn) float32 tensor of one network: what over_network_chunks keeps off
+        # fresh pages
+        self.pair_bytes = 4 * d_attn * max(sum(spec.widths) for spec in info.specs) ** 2
         self.layers = nn.ModuleList(
             RelationalTransformerLayer(d_node, d_edge, d_attn, d_node_hidden, d_edge_hidden, heads, dropout,
                                        # a classifier never reads the last layer's edges; an editor does
@@ -79,9 +83,13 @@ class NeuralGraphTransformer(nn.Module):
                                              head_layers)
 
     def forward(self, batch: WeightBatch) -> Tensor | list[Tensor]:
-        x, edges, graph = self.encode(batch)
         if self.editing:
+            x, edges, _ = self.encode(batch)
             return self.delta_head(x, edges, batch.specs, [len(p) for p in batch.params])
+        return over_network_chunks(self._predict, batch, self.pair_bytes)
+
+    def _predict(self, batch: WeightBatch) -> Tensor:
+        x, _, graph = self.encode(batch)
         return self.readout(x, graph.output_index)
 
     def node_states(self, batch: WeightBatch) -> Tensor:

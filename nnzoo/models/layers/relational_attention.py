@@ -21,6 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nnzoo.models.layers.dropout import Dropout
+from nnzoo.models.layers.fused import fused_enabled
+
 
 def xavier_linear(in_features: int, out_features: int, bias: bool = True) -> nn.Linear:
     """``nn.Linear`` with Xavier-uniform weights and zero bias: the init of every NG-T layer."""
@@ -52,11 +55,20 @@ class RelationalAttention(nn.Module):
         # the edge projection's blocks as separate products: contiguous outputs, and V e_ij is never needed
         # per pair, since sum_j a_ij V e_ij = V sum_j a_ij e_ij
         w = self.edge_qkv.weight.view(h, -1, d, edges.shape[-1])
-        q_edge = F.linear(edges, w[:, 0].reshape(h * d, -1)).view(b, n, n, h, d)
-        k_edge = F.linear(edges, w[:, 1].reshape(h * d, -1)).view(b, n, n, h, d)
-        q_pair = q_edge + q.unsqueeze(2)  # q_i + Q e_ij
-        k_pair = k_edge + k.unsqueeze(1)  # k_j + K e_ij
-        logits = (q_pair * k_pair).sum(-1).permute(0, 3, 1, 2) * self.scale  # (B, h, i, j)
+        w_q, w_k = w[:, 0], w[:, 1]  # (h, d, edge_dim)
+        q_edge = F.linear(edges, w_q.reshape(h * d, -1)).view(b, n, n, h, d)
+        k_edge = F.linear(edges, w_k.reshape(h * d, -1)).view(b, n, n, h, d)
+        if fused_enabled(edges):
+            # (q_i + Q e_ij) . (k_j + K e_ij) expanded: only Q e . K e needs per-pair vectors; the cross terms are
+            # e_ij . (K^T q_i) and e_ij . (Q^T k_j), products with the 32-channel edges, and q_i . k_j.  On CPU
+            # this saves two (B, n, n, d_attn) sums forward and two reductions of that size backward.
+            logits = (q_edge * k_edge).sum(-1)  # (B, i, j, h)
+            logits = logits + torch.einsum("bijc,bihc->bijh", edges, torch.einsum("bihd,hdc->bihc", q, w_k))
+            logits = logits + torch.einsum("bijc,bjhc->bijh", edges, torch.einsum("bjhd,hdc->bjhc", k, w_q))
+            logits = logits + torch.einsum("bihd,bjhd->bijh", q, k)
+        else:  # the formula as written (GPUs, autocast, fused_kernels(False))
+            logits = ((q_edge + q.unsqueeze(2)) * (k_edge + k.unsqueeze(1))).sum(-1)
+        logits = logits.permute(0, 3, 1, 2) * self.scale  # (B, h, i, j)
         if key_mask is not None:
             logits = logits.masked_fill(~key_mask[:, None, None, :], float("-inf"))
         attn = logits.softmax(dim=-1).permute(0, 2, 3, 1)  # (B, i, j, h), softmax over j
@@ -78,10 +90,10 @@ class EdgeUpdateBlock(nn.Module):
         self.pair = xavier_linear(2 * edge_dim, hidden)
         self.source = xavier_linear(node_dim, hidden)
         self.target = xavier_linear(node_dim, hidden)
-        self.pair_out = nn.Sequential(nn.GELU(), xavier_linear(hidden, edge_dim), nn.Dropout(dropout))
+        self.pair_out = nn.Sequential(nn.GELU(), xavier_linear(hidden, edge_dim), Dropout(dropout))
         self.norm0 = nn.LayerNorm(edge_dim)
         self.mlp = nn.Sequential(xavier_linear(edge_dim, hidden, bias=False), nn.GELU(),
-                                 xavier_linear(hidden, edge_dim), nn.Dropout(dropout))
+                                 xavier_linear(hidden, edge_dim), Dropout(dropout))
         self.norm1 = nn.LayerNorm(edge_dim)
 
     def forward(self, x: Tensor, edges: Tensor) -> Tensor:
@@ -100,10 +112,10 @@ class RelationalTransformerLayer(nn.Module):
         super().__init__()
         self.attention = RelationalAttention(node_dim, edge_dim, attn_dim, heads, modulate_v)
         self.lin0 = xavier_linear(node_dim, node_dim)
-        self.dropout0 = nn.Dropout(dropout)
+        self.dropout0 = Dropout(dropout)
         self.norm0 = nn.LayerNorm(node_dim)
         self.mlp = nn.Sequential(xavier_linear(node_dim, node_hidden, bias=False), nn.GELU(),
-                                 xavier_linear(node_hidden, node_dim), nn.Dropout(dropout))
+                                 xavier_linear(node_hidden, node_dim), Dropout(dropout))
         self.norm1 = nn.LayerNorm(node_dim)
         self.edge_update = EdgeUpdateBlock(node_dim, edge_dim, edge_hidden, dropout) if update_edges else None
 
