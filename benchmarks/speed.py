@@ -357,9 +357,9 @@ def markdown_tables(report: dict) -> str:
     """The README's CPU tables, from the report: step cost and fraction of peak; per-network scaling."""
     peak = report.get("matmul_peak_gflops")
     lines = [f"Batch {report['batch_size']}, {report['threads']} threads, float32 matmul peak "
-             f"{peak:.1f} GFLOP/s (fastest 2048 or 4096 square product). *Its products alone*: the step's matrix products "
-             "replayed by themselves (same shapes and layouts); *their ceiling*: their FLOP rate as a fraction "
-             "of peak, the most any schedule of these products can reach here." if peak else "",
+             f"{peak:.1f} GFLOP/s (fastest 2048 or 4096 square product). *Its products alone*: the step's "
+             "matrix products replayed by themselves (same shapes and layouts); *their ceiling*: their FLOP rate "
+             "as a fraction of peak, the most any schedule of these products can reach here." if peak else "",
              "",
              "| model | params | ms/step (fwd+bwd) | networks/s | epoch of 5,000 INRs (s) | GFLOP/step | of peak "
              "| its products alone (ms) | their ceiling |",

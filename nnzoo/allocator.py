@@ -5,8 +5,8 @@ on free, so a training step that allocates such blocks pays page faults for all 
 which is expensive in VMs.  NG-GNN and NG-T do not depend on this switch: on CPU they run a batch as
 sub-batches whose largest tensor stays under 24 MiB (``over_network_chunks`` in
 ``nnzoo/models/layers/fused.py``), so their per-network cost stays flat from batch 64 to 256 without it.
-Other models still allocate large blocks (DWSNet, NFN at 512 channels: 19-35% slower steps without it), so
-``nnzoo fit`` keeps it, for more peak memory (freed blocks stay with the process).  It is process-wide, so
+Other models still allocate large blocks (without it DWSNet's step takes 36-62% longer, NFN-NP's twice as
+long), so ``nnzoo fit`` keeps it, for more peak memory (freed blocks stay with the process).  It is process-wide, so
 no layer depends on it; ``benchmarks/speed.py --scaling`` measures both.  Set ``NNZOO_MALLOC_TUNING=0`` to
 leave malloc alone.
 """
