@@ -84,23 +84,13 @@ def fraction_of_peak(gflop_per_step: float, ms_per_step: float, peak_gflops: flo
     return gflop_per_step / (ms_per_step / 1000) / peak_gflops
 
 
-def step_gflop(name: str, batch_size: int) -> float:
-    """FLOPs of one training step (forward + backward matrix products) on the plain autograd path."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from nnzoo.models.layers.fused import fused_kernels
-    _, step = training_setup(name, batch_size, "cpu")
-    with fused_kernels(False), FlopCounterMode(display=False) as counter:
-        step()
-    return counter.get_total_flops() / 1e9
-
-
-def _product_calls(name: str, batch_size: int) -> list[tuple]:
-    """Every operation of one plain-path training step that ``FlopCounterMode`` counts (matrix products,
-    convolutions and their backward), in order: ``(op, args)`` with each tensor argument replaced by its
-    ``(shape, stride, dtype)``."""
+def recorded_step(name: str, batch_size: int) -> tuple[float, list[tuple]]:
+    """One training step on the plain autograd path (recomputation by the chunked CPU kernels is not work):
+    its GFLOP as ``FlopCounterMode`` counts them (forward + backward products and convolutions), and every op
+    it counts, in order, as ``(op, args, kwargs)`` with each tensor replaced by ``("tensor", shape, stride,
+    dtype)`` (what :func:`product_ceiling` replays)."""
     from torch.utils._python_dispatch import TorchDispatchMode
-    from torch.utils.flop_counter import flop_registry
+    from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
     from nnzoo.models.layers.fused import fused_kernels
 
@@ -120,9 +110,14 @@ def _product_calls(name: str, batch_size: int) -> list[tuple]:
             return func(*args, **(kwargs or {}))
 
     _, step = training_setup(name, batch_size, "cpu")
-    with fused_kernels(False), Recorder() as recorder:
+    with fused_kernels(False), FlopCounterMode(display=False) as counter, Recorder() as recorder:
         step()
-    return recorder.calls
+    return counter.get_total_flops() / 1e9, recorder.calls
+
+
+def step_gflop(name: str, batch_size: int) -> float:
+    """FLOPs of one training step (forward + backward matrix products) on the plain autograd path."""
+    return recorded_step(name, batch_size)[0]
 
 
 def _operand(a):
@@ -134,18 +129,19 @@ def _operand(a):
     return type(a)(_operand(b) for b in a) if isinstance(a, (list, tuple)) else a
 
 
-def product_ceiling(name: str, batch_size: int, repeats: int = 3) -> dict[str, float]:
-    """The step's own matrix products (and convolutions), replayed alone: same shapes and memory layouts, fresh
+def product_ceiling(calls: list[tuple], repeats: int = 3) -> dict[str, float]:
+    """A step's own matrix products (and convolutions; ``calls`` of :func:`recorded_step`), replayed alone:
+    same shapes and memory layouts, fresh
     operands, no elementwise work between them.  Their time is a lower bound on the step, and their FLOP rate
     the highest fraction of peak any schedule of these products can reach on this machine.  Thin products
     (32 or 64 channels against 10^5 rows) are memory-bound, so this ceiling sits well below the square-matmul
     peak."""
     from torch.utils.flop_counter import FlopCounterMode
-    calls: dict[tuple, int] = {}
-    for call in _product_calls(name, batch_size):
-        calls[call] = calls.get(call, 0) + 1
+    counts: dict[tuple, int] = {}
+    for call in calls:
+        counts[call] = counts.get(call, 0) + 1
     seconds = flop = 0.0
-    for (func, args, kwargs), count in calls.items():
+    for (func, args, kwargs), count in counts.items():
         operands, options = _operand(args), dict(_operand(kwargs))
         seconds += count * _median_seconds(lambda: func(*operands, **options), repeats, warmup=1)
         with FlopCounterMode(display=False) as counter:
@@ -440,10 +436,10 @@ def main() -> None:
         report["models"][name] = training_step(name, args.batch_size, args.device, repeats=args.repeats)
         if args.device == "cpu":
             row = report["models"][name]
-            row["gflop_per_step"] = step_gflop(name, args.batch_size)
+            row["gflop_per_step"], calls = recorded_step(name, args.batch_size)
             row["fraction_of_peak"] = fraction_of_peak(row["gflop_per_step"], row["ms_per_step"],
                                                        report["matmul_peak_gflops"])
-            row.update(product_ceiling(name, args.batch_size))
+            row.update(product_ceiling(calls))
             row["ceiling_of_peak"] = fraction_of_peak(row["products_gflop"], row["products_ms"],
                                                       report["matmul_peak_gflops"])
         if bf16:
@@ -463,13 +459,13 @@ def main() -> None:
                    "transformer": [b for b in args.scaling_batches if b <= 128]}
         report["scaling"] = scaling(args.scaling_models, batches, args.repeats or 5)
     out = Path(args.out) if args.out else RESULTS / f"speed-{args.device.split(':')[0]}.json"
-    if args.skip_fit and out.is_file():  # keep the fitting figures of the last full run (model-independent)
+    # figures this run does not measure, kept from the last one: SIREN fitting (model-independent) with
+    # --skip-fit, the scaling rows with --keep-scaling
+    kept = ((("siren_fitting", "siren_fitting_compiled") if args.skip_fit else ())
+            + (("scaling", "gradient_agreement") if args.keep_scaling and not args.scaling else ()))
+    if kept and out.is_file():
         previous = json.loads(out.read_text())
-        report.update({k: previous[k] for k in ("siren_fitting", "siren_fitting_compiled")
-                       if k in previous})
-    if args.keep_scaling and not args.scaling and out.is_file():
-        previous = json.loads(out.read_text())
-        report.update({k: previous[k] for k in ("scaling", "gradient_agreement") if k in previous})
+        report.update({k: previous[k] for k in kept if k in previous})
     if not args.skip_fit:
         report["siren_fitting"] = siren_fitting(args.sirens)
         try:

@@ -341,6 +341,7 @@ def test_product_ceiling_replays_every_product_the_flop_counter_counts():
     finally:
         sys.path.remove(str(root / "benchmarks"))
     for name in ("gnn", "transformer", "nfn_np"):  # linear products, batched products, convolutions
-        ceiling = speed.product_ceiling(name, 2, repeats=1)
-        assert ceiling["products_gflop"] == pytest.approx(speed.step_gflop(name, 2), rel=1e-9)
+        gflop, calls = speed.recorded_step(name, 2)
+        ceiling = speed.product_ceiling(calls, repeats=1)
+        assert ceiling["products_gflop"] == pytest.approx(gflop, rel=1e-9)
         assert ceiling["products_ms"] > 0

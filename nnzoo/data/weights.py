@@ -62,7 +62,8 @@ class WeightBatch:
         return WeightBatch(self.specs, self.params if params is None else params, self.y if y is None else y)
 
     def split(self, size: int) -> list["WeightBatch"]:
-        """Consecutive sub-batches of at most ``size`` networks, in the order of ``y`` (groups kept apart)."""
+        """Consecutive sub-batches of at most ``size`` networks, in the order of ``y``; a sub-batch keeps its
+        architecture groups apart, and the tail of one group shares a sub-batch with the next when both fit."""
         if size < 1:
             raise ValueError(f"sub-batch size must be >= 1, got {size}")
         parts, start = [], 0

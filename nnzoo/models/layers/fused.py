@@ -14,7 +14,6 @@ autograd):
   every network repeat one template, and consecutive neurons of a layer have the same in-degree, so PNA's
   reductions over a run of such neurons are dense reductions of a ``(B, nodes, degree, C)`` view:
   vectorised, multi-threaded, and far cheaper than ``torch.segment_reduce``, which dominated the step.
-
 * **Network chunks** (:func:`over_network_chunks`).  NG-GNN and NG-T are per network, so a batch can run as
   sub-batches whose largest tensor stays under :data:`HEAP_TENSOR_BYTES`: glibc then reuses heap blocks
   instead of mapping fresh pages for every large temporary, and the cost per network no longer grows with
