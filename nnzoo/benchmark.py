@@ -7,8 +7,9 @@ config and its hash (:func:`config_hash`).  A rerun skips every cell whose file
 holds the config the suite composes now, so an interrupted suite resumes where
 it stopped; a cell whose config changed since (``trainer.max_epochs=3`` after a
 1-epoch run) is stale: it is run again, and its file replaced once the new run
-finishes.  Tables are written as Markdown, CSV and JSON per dataset, with a PNG
-of test metric vs. size.
+finishes.  A cell killed mid-run (kill -9, a stopped machine) resumes from its run's ``last.ckpt`` with
+its validation history, clock and random generators, and ends where an uninterrupted cell would.
+Tables are written as Markdown, CSV and JSON per dataset, with a PNG of test metric vs. size.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import statistics
 import time
 from collections.abc import Iterator
@@ -31,7 +33,7 @@ from rich.markup import escape
 
 from nnzoo.config import compose, load_yaml
 from nnzoo.errors import IncompatibleError, NnzooError
-from nnzoo.io import finite_or_none, read_json, shipped_folder, write_json, write_text
+from nnzoo.io import finite_or_none, load_tensors, read_json, shipped_folder, write_json, write_text
 from nnzoo.progress import console, progress_bar
 
 # Test metric reported per task, and whether higher is better.
@@ -48,6 +50,7 @@ class Suite:
     models: list[str]
     datasets: list[str] | dict[str, str]
     seeds: list[int] = field(default_factory=lambda: [0])
+    model_seeds: dict[str, list[int]] = field(default_factory=dict)  # model -> its own seeds (fewer for slow ones)
     trainer: str = "default"
     overrides: list[str] = field(default_factory=list)
     model_overrides: dict[str, list[str]] = field(default_factory=dict)
@@ -78,6 +81,12 @@ class Suite:
         if not isinstance(self.seeds, list) or not self.seeds or not all(
                 isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in self.seeds):
             fail("seeds", "a non-empty list of integers >= 0, e.g. [0, 1]", self.seeds)
+        if not isinstance(self.model_seeds, dict) or not all(
+                m in self.models and isinstance(v, list) and v and all(
+                    isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in v)
+                for m, v in self.model_seeds.items()):
+            fail("model_seeds", "a mapping model: [seeds] over models of the suite, e.g. {transformer: [0]}",
+                 self.model_seeds)
         if not isinstance(self.trainer, str):
             fail("trainer", "a trainer config name", self.trainer)
         if not texts(self.overrides):
@@ -98,8 +107,11 @@ class Suite:
         assert isinstance(self.datasets, dict)
         return self.datasets[label]
 
+    def seeds_of(self, model: str) -> list[int]:
+        return self.model_seeds.get(model, self.seeds)
+
     def cells(self) -> list[tuple[str, str, int]]:
-        return [(d, m, s) for d in self.datasets for m in self.models for s in self.seeds]
+        return [(d, m, s) for d in self.datasets for m in self.models for s in self.seeds_of(m)]
 
 
 def suites_folder() -> Path:
@@ -178,15 +190,144 @@ def run_suite(suite: Suite, out: Path, extra_overrides: list[str] | tuple[str, .
     for (data, model, seed), why in stale.items():
         console.print(f"[yellow]stale[/] {data}-{model}-s{seed}: {escape(why)}", highlight=False)
     cells_dir.mkdir(parents=True, exist_ok=True)
+    print_status(suite, out, configs)
     with progress_bar(len(todo), f"suite {suite.name}") as advance:
         for data, model, seed in todo:
             with claim(cells_dir / _cell_name(data, model, seed), listed_at) as mine:
                 if not mine:  # another `nnzoo benchmark` of this folder runs it or has just run it
                     console.print(f"[dim]cell {data} / {model} / seed {seed}: taken by another worker[/]")
                 else:
-                    _run_cell(configs[(data, model, seed)], cells_dir, data, model, seed)
+                    with _running_marker(cells_dir / _cell_name(data, model, seed)):
+                        _run_cell(configs[(data, model, seed)], cells_dir, data, model, seed)
+                    print_status(suite, out, configs)
             advance(1)
-    return write_tables(suite, out)
+    return write_tables(suite, out, configs)
+
+
+def suite_configs(suite: Suite, out: Path, extra_overrides: list[str] | tuple[str, ...] = ()) -> dict[tuple, Any]:
+    """Every cell's composed config (``nnzoo benchmark SUITE --status`` reads them without running)."""
+    return {cell: _cell_config(suite, cell, out, extra_overrides) for cell in suite.cells()}
+
+
+@dataclass
+class CellState:
+    """Where one cell stands: ``done``, ``running`` (a live worker holds it), ``partial`` (an interrupted run
+    that the next ``nnzoo benchmark`` resumes) or ``todo``; ``seconds`` and ``epochs`` so far, and its cap."""
+
+    cell: tuple[str, str, int]
+    state: str
+    seconds: float = 0.0
+    epochs: int = 0
+    max_epochs: int | None = None
+
+
+def cell_states(suite: Suite, out: Path, configs: dict[tuple, Any]) -> list[CellState]:
+    """The state of every cell of the suite, read from the cell files, running markers and run folders."""
+    states = []
+    for cell in suite.cells():
+        path = out / "cells" / _cell_name(*cell)
+        plain = OmegaConf.to_container(configs[cell])
+        cap = plain.get("trainer", {}).get("max_epochs")
+        if path.is_file() and not stale_reason(read_cell(path), plain, _cell_defaults(suite, cell)):
+            done = read_cell(path)
+            states.append(CellState(cell, "done", float(done.get("train_seconds") or 0.0),
+                                    int(done.get("epochs") or 0), cap))
+            continue
+        seconds, epochs = _partial_progress(out / "runs" / Path(plain["name"]), plain)
+        running = _marker_alive(path)
+        states.append(CellState(cell, "running" if running else "partial" if epochs else "todo", seconds, epochs, cap))
+    return states
+
+
+def print_status(suite: Suite, out: Path, configs: dict[tuple, Any]) -> None:
+    """One line: cells done / running / interrupted / to do, and the time left (:func:`time_left`)."""
+    states = cell_states(suite, out, configs)
+    count = {k: sum(s.state == k for s in states) for k in ("done", "running", "partial", "todo")}
+    left, bounded, unknown = time_left(states)
+    workers = max(count["running"], 1)
+    eta = "" if left == 0 and unknown else f"; about {_duration(left / workers)} left" + (
+        " at most (epoch caps)" if bounded else "") + f" with {workers} worker{'s' * (workers > 1)}"
+    console.print(f"[bold]{suite.name}[/]: {count['done']} done, {count['running']} running, {count['partial']} "
+                  f"interrupted (resume next), {count['todo']} to do{eta}"
+                  + (f" ({unknown} cells of models with no measured speed yet)" if unknown else ""), highlight=False)
+
+
+def time_left(states: list[CellState]) -> tuple[float, bool, int]:
+    """Seconds of training left for the unfinished cells, from the measured speed of this suite's cells: the
+    mean time of the finished cells of the same model, less what the cell already ran; else the seconds per
+    epoch of the model's partial runs up to the epoch cap (``bounded``: an upper bound under early stopping).
+    Also the number of cells whose model has no measurement yet."""
+    left, bounded, unknown = 0.0, False, 0
+    for s in (s for s in states if s.state != "done"):
+        model = s.cell[1]
+        finished = [d.seconds for d in states if d.state == "done" and d.cell[1] == model and d.seconds]
+        per_epoch = [d.seconds / d.epochs for d in states if d.cell[1] == model and d.epochs and d.seconds]
+        if finished:
+            left += max(statistics.mean(finished) - s.seconds, 0.0)
+        elif per_epoch and s.max_epochs:
+            left += statistics.mean(per_epoch) * max(s.max_epochs - s.epochs, 0)
+            bounded = True
+        else:
+            unknown += 1
+    return left, bounded, unknown
+
+
+def _duration(seconds: float) -> str:
+    hours, minutes = divmod(int(round(seconds / 60)), 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
+
+
+def _partial_progress(runs: Path, config: dict[str, Any]) -> tuple[float, int]:
+    """Seconds and epochs of the cell's interrupted run that :func:`_resume_point` would continue."""
+    kind, where = _resume_point(runs, config)
+    if kind != "resume":
+        return 0.0, 0
+    blob = load_tensors(where, "last checkpoint")
+    clock = blob.get("callbacks", {}).get("FitClock", {}) if isinstance(blob, dict) else {}
+    return float(clock.get("seconds", 0.0)), int(blob.get("epoch", -1)) + 1 if isinstance(blob, dict) else 0
+
+
+def _resume_point(runs: Path, config: dict[str, Any]) -> tuple[str, Path | None]:
+    """What the cell's run folder ``runs`` (``<out>/runs/<cell>``) holds for ``config``: ``("finished",
+    version)`` for a finished run of the same config whose cell file was never written (killed in between),
+    ``("resume", last.ckpt)`` for an interrupted one, ``("new", None)`` otherwise.  Only the newest version
+    with a checkpoint counts, as for ``resume=true``; a different config starts a new version."""
+    from nnzoo.config import load_yaml
+    versions = sorted((int(v.name.split("_")[-1]), v) for v in runs.glob("version_*") if v.name.split("_")[-1].isdigit())
+    for _, version in reversed(versions):
+        last = version / "checkpoints" / "last.ckpt"
+        if not last.is_file():
+            continue
+        try:
+            saved = OmegaConf.to_container(load_yaml(version / "config.yaml"), resolve=True)
+        except Exception:  # a missing or damaged config.yaml: not a run this cell can continue
+            return "new", None
+        if not isinstance(saved, dict) or config_hash(saved) != config_hash(config):
+            return "new", None
+        return ("finished", version) if (version / "metrics.json").is_file() else ("resume", last)
+    return "new", None
+
+
+@contextmanager
+def _running_marker(cell_file: Path) -> Iterator[None]:
+    """``.<cell>.running`` beside the cell file while this process runs it (its pid), for the status line;
+    a marker whose process is gone counts as not running."""
+    marker = cell_file.parent / f".{cell_file.stem}.running"
+    write_text(marker, f"{os.getpid()}\n")
+    try:
+        yield
+    finally:
+        marker.unlink(missing_ok=True)
+
+
+def _marker_alive(cell_file: Path) -> bool:
+    marker = cell_file.parent / f".{cell_file.stem}.running"
+    try:
+        pid = int(marker.read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return pid != os.getpid()
 
 
 @contextmanager
@@ -209,10 +350,17 @@ def claim(cell_file: Path, listed_at: float) -> Iterator[bool]:
 
 def _run_cell(config: Any, cells_dir: Path, data: str, model: str, seed: int) -> None:
     """Fit one cell and write its file atomically (a stale cell keeps its old result until then)."""
-    from nnzoo.train import fit  # lazy: keeps `nnzoo list` fast
+    from nnzoo.train import METRICS_FILE, fit  # lazy: keeps `nnzoo list` fast
     console.print(f"[bold]cell[/] {data} / {model} / seed {seed}")
     plain = OmegaConf.to_container(config)
     stamp = {"config_hash": config_hash(plain), "config": plain}
+    kind, where = _resume_point(Path(plain["run_dir"]) / plain["name"], plain)
+    if kind == "finished":  # killed after the run finished, before its cell file was written
+        console.print(f"cell {data} / {model} / seed {seed}: finished in {where}, recording it")
+        write_json(cells_dir / _cell_name(data, model, seed), {**read_json(where / METRICS_FILE), **stamp})
+        return
+    if kind == "resume":
+        config = OmegaConf.merge(config, {"resume": True})
     try:
         result = fit(config)
     except IncompatibleError as exc:  # e.g. dwsnet on CNNs: a table entry, not a failure
@@ -248,11 +396,12 @@ def _cell_name(data: str, model: str, seed: int) -> str:
     return f"{data}-{model}-s{seed}.json"
 
 
-CONFIG_HASH_EXCLUDED = ("run_dir", "name", "threads", "data.num_workers", "data.cache_dir",
+CONFIG_HASH_EXCLUDED = ("run_dir", "name", "resume", "threads", "data.num_workers", "data.cache_dir",
                         "trainer.enable_progress_bar", "trainer.log_every_n_steps")
 """Config keys left out of a cell's hash: where the run is written (``run_dir``, ``name``), where built
 data is cached (``data.cache_dir``: builds are keyed by their recipe), and how the run is executed or
-displayed (``threads``, ``data.num_workers``, the progress bar, the logging interval).  None of them changes
+displayed (``threads``, ``data.num_workers``, the progress bar, the logging interval, ``resume``: a cell resumed after
+an interruption measures what an uninterrupted one does).  None of them changes
 what a cell measures, except its wall-clock time, which depends on the machine anyway; every other key
 (``data.root`` included) is hashed, so changing it makes the cell stale."""
 
@@ -348,18 +497,18 @@ def summarize(suite: Suite, out: Path) -> dict[str, list[dict[str, Any]]]:
     """Rows per dataset: one per model with the mean and sample std (0 for one seed) over finished seeds."""
     import pandas as pd  # lazy: keeps `nnzoo list` fast
     columns = ["model", "note", "metric", "value", "test/identity_mse", "num_parameters", "train_seconds",
-               "networks_per_s", "epochs", "num_train"]
+               "networks_per_s", "epochs", "num_train", "best_epoch", "best_networks"]
     tables: dict[str, list[dict[str, Any]]] = {}
     for data in suite.datasets:
-        frame = pd.DataFrame([_cell_row(model, read_cell(p)) for model in suite.models for s in suite.seeds
+        frame = pd.DataFrame([_cell_row(model, read_cell(p)) for model in suite.models for s in suite.seeds_of(model)
                               if (p := out / "cells" / _cell_name(data, model, s)).is_file()],
                              columns=columns, dtype=object)  # object: sizes and counts stay Python ints
-        floats = ["value", "test/identity_mse", "train_seconds", "networks_per_s"]
+        floats = ["value", "test/identity_mse", "train_seconds", "networks_per_s", "best_epoch", "best_networks"]
         frame[floats] = frame[floats].astype(float)  # None -> NaN, skipped by mean() and std()
         applicable = frame[frame["note"].isna()]
         per_model = applicable.groupby("model", sort=False)
         firsts = per_model.nth(0).set_index("model")  # the first seed's size, budget and metric name
-        means = per_model[["train_seconds", "networks_per_s"]].mean()
+        means = per_model[["train_seconds", "networks_per_s", "best_epoch", "best_networks"]].mean()
         rows = []
         for model in (m for m in suite.models if m in set(frame["model"])):
             published = suite.published.get(data, {}).get(model, "")
@@ -380,6 +529,9 @@ def summarize(suite: Suite, out: Path) -> dict[str, list[dict[str, Any]]]:
                 "train_seconds": float(means.loc[model, "train_seconds"]),
                 "networks_per_s": float(means.loc[model, "networks_per_s"]),
                 "epochs": first["epochs"], "num_train": first["num_train"], "published": published, "note": "",
+                **({"best_epoch": float(means.loc[model, "best_epoch"]),
+                    "best_networks": float(means.loc[model, "best_networks"])}
+                   if not math.isnan(means.loc[model, "best_epoch"]) else {}),
             })
         identity = frame["test/identity_mse"].dropna()
         if len(identity):  # editing: the unedited input is the floor every editor must beat (same for every cell)
@@ -395,10 +547,26 @@ def _cell_row(model: str, cell: dict[str, Any]) -> dict[str, Any]:
     if "not_applicable" in cell:
         return {"model": model, "note": cell["not_applicable"]}
     key = _metric_key(cell)
+    best = best_point(cell.get("history"))
     return {"model": model, "note": None, "metric": key, "value": cell[key],
+            "best_epoch": best["epoch"] + 1 if best else None, "best_networks": best["networks"] if best else None,
             "test/identity_mse": cell.get("test/identity_mse"), "num_parameters": cell["num_parameters"],
             "train_seconds": cell["train_seconds"], "networks_per_s": cell.get("train_networks_per_s") or 0.0,
             "epochs": cell["epochs"], "num_train": cell["dataset"].get("num_train")}
+
+
+def best_point(history: Any) -> dict[str, Any] | None:
+    """The validation row the best checkpoint was saved at: the first best one (a checkpoint is replaced only
+    on strict improvement), highest for accuracy and Kendall tau, lowest for losses and MSEs; ``None`` for a
+    history without epochs (cells that ran before they were recorded)."""
+    if not isinstance(history, list) or not history or not all(isinstance(r, dict) and "epoch" in r for r in history):
+        return None
+    key = next(k for k in history[0] if k not in ("step", "epoch", "networks"))
+    lower = key.endswith(("loss", "mse"))
+    scored = [r for r in history if isinstance(r.get(key), (int, float))]
+    if not scored:
+        return None
+    return (min if lower else max)(scored, key=lambda r: r[key])
 
 
 def _metric_key(run: dict[str, Any]) -> str:
@@ -418,29 +586,40 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     label = next((r["metric"] for r in rows if r["metric"]), "metric")
     scale = 100 if label == "test/mse" else 1  # editing MSEs are quoted x 10^-2, as in the papers
     shown = f"{label} x 10^-2" if scale == 100 else label
-    lines = [f"| model | {shown} (mean ± std) | seeds | params | train time (s) | train networks/s | epochs "
+    lines = [f"| model | {shown} (mean ± std) | seeds | params | train time per cell (s) | train networks/s | epochs "
              "| published (other data, see note) |",
              "|---|---|---|---|---|---|---|---|"]
     digits = 2 if scale == 100 else 3
+    with_best = any(r.get("best_epoch") is not None for r in rows)  # cells that record their epochs
+    if with_best:
+        lines[0] = lines[0].replace("| epochs |", "| epochs | best epoch | networks seen at best |")
+        lines[1] += "---|---|"
     for r in rows:
         if r["note"]:
-            lines.append(f"| {r['model']} | n/a: {r['note']} | | | | | | {r['published']} |")
+            lines.append(f"| {r['model']} | n/a: {r['note']} | | | | | |{' | |' * with_best} {r['published']} |")
             continue
         if r["model"] == IDENTITY_EDIT:
-            lines.append(f"| {r['model']} | {scale * r['mean']:.{digits}f} | | | | | | |")
+            lines.append(f"| {r['model']} | {scale * r['mean']:.{digits}f} | | | | | |{' | |' * with_best} |")
             continue
-        lines.append(f"| {r['model']} | {scale * r['mean']:.{digits}f} ± {scale * r['std']:.{digits}f} | {r['seeds']} "
-                     f"| {r['params']:,} | {r['train_seconds']:.0f} | {r['networks_per_s']:.0f} | {r['epochs']} "
-                     f"| {r['published']} |")
+        spread = f"{scale * r['std']:.{digits}f}" if r["seeds"] > 1 else "— (1 seed)"
+        best = (f" {r['best_epoch']:.0f} | {r['best_networks'] / 1e6:.2f} M |" if r.get("best_epoch") is not None
+                else " | |") if with_best else ""
+        lines.append(f"| {r['model']} | {scale * r['mean']:.{digits}f} ± {spread} | {r['seeds']} "
+                     f"| {r['params']:,} | {r['train_seconds']:.0f} | {r['networks_per_s']:.0f} | {r['epochs']} |{best}"
+                     f" {r['published']} |")
     return "\n".join(lines) + "\n"
 
 
-def write_tables(suite: Suite, out: Path) -> dict[str, Path]:
+def write_tables(suite: Suite, out: Path, configs: dict[tuple, Any] | None = None) -> dict[str, Path]:
+    """Markdown, CSV, JSON and plots per dataset from the finished cells.  ``configs`` (the cells' composed
+    configs; default: the suite's own) tell which cells ran with another config: they are named above the
+    table, so a table that mixes budgets says so."""
     written = {}
+    configs = configs if configs is not None else suite_configs(suite, out)
     tables = summarize(suite, out)
     for data, rows in tables.items():
         base = out / f"{suite.name}-{data}"
-        md = f"# {suite.name}: {data}\n\n{suite.description.strip()}\n\n{markdown_table(rows)}"
+        md = f"# {suite.name}: {data}\n\n{suite.description.strip()}\n\n{_unfinished(suite, out, data)}{_mixed(suite, out, data, configs)}{markdown_table(rows)}"
         write_text(base.with_suffix(".md"), md)
         write_json(base.with_suffix(".json"), rows)
         buffer = io.StringIO()
@@ -461,23 +640,51 @@ def write_tables(suite: Suite, out: Path) -> dict[str, Path]:
     return written
 
 
+def _unfinished(suite: Suite, out: Path, data: str) -> str:
+    """A line saying which cells the table still lacks (none: empty), so a partial table never reads as whole."""
+    missing = {m: sum(not (out / "cells" / _cell_name(data, m, s)).is_file() for s in suite.seeds_of(m))
+               for m in suite.models}
+    if not any(missing.values()):
+        return ""
+    parts = [f"{m} {len(suite.seeds_of(m)) - k}/{len(suite.seeds_of(m))}" for m, k in missing.items()]
+    return f"Partial table: finished seeds per model: {', '.join(parts)}.\n\n"
+
+
+def _mixed(suite: Suite, out: Path, data: str, configs: dict[tuple, Any]) -> str:
+    """A line naming the finished cells whose config differs from the one composed now (``--models statnn
+    trainer.max_epochs=3`` after a 2-epoch suite), and how; empty when every cell matches."""
+    notes = []
+    for model in suite.models:
+        for seed in suite.seeds_of(model):
+            path, cell = out / "cells" / _cell_name(data, model, seed), (data, model, seed)
+            if path.is_file() and cell in configs:
+                why = stale_reason(read_cell(path), OmegaConf.to_container(configs[cell]), _cell_defaults(suite, cell))
+                if why:
+                    notes.append(f"{model} seed {seed} ({why})")
+    if not notes:
+        return ""
+    return (f"Mixed configs: {len(notes)} cells ran with another config than the suite's now, so rows do not compare "
+            f"like for like: {'; '.join(notes)}.\n\n")
+
+
 def learning_curves(suite: Suite, out: Path, data: str) -> dict[str, list[tuple[float, float, float]]]:
-    """Per model, ``(training networks seen, mean, std)`` of the validation metric over the seeds whose cells
-    recorded a history at the same points (cells run before histories existed have none and are left out)."""
+    """Per model, ``(training networks seen, mean, std)`` of the validation metric at each validation point,
+    over the seeds whose cells reached it (seeds stopped early by patience end their part of the band there;
+    cells run before histories existed have none and are left out)."""
     curves = {}
     for model in suite.models:
-        runs = [cell["history"] for s in suite.seeds if (p := out / "cells" / _cell_name(data, model, s)).is_file()
+        runs = [cell["history"] for s in suite.seeds_of(model) if (p := out / "cells" / _cell_name(data, model, s)).is_file()
                 and isinstance((cell := read_cell(p)).get("history"), list) and cell["history"]]
         if not runs:
             continue
-        points = min(len(r) for r in runs)
-        key = next(k for k in runs[0][0] if k not in ("step", "networks"))
+        key = next(k for k in runs[0][0] if k not in ("step", "epoch", "networks"))
         curve = []
-        for i in range(points):
-            values = [r[i][key] for r in runs if r[i].get(key) is not None]
+        for i in range(max(len(r) for r in runs)):
+            reached = [r[i] for r in runs if i < len(r)]
+            values = [row[key] for row in reached if row.get(key) is not None]
             if values:
                 std = statistics.stdev(values) if len(values) > 1 else 0.0
-                curve.append((float(runs[0][i]["networks"]), statistics.mean(values), std))
+                curve.append((float(reached[0]["networks"]), statistics.mean(values), std))
         curves[model] = curve
     return curves
 

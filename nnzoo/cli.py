@@ -22,18 +22,21 @@ caused by input print one line and exit with 2.
 from __future__ import annotations
 
 import argparse
+import errno
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
-from rich.console import Console
 from rich.table import Table
 
 from nnzoo.errors import NnzooError
+from nnzoo.progress import stdout_console
 
-console = Console()
+console = stdout_console
 SELECTORS = ("model", "data", "trainer")
 
 
@@ -88,16 +91,20 @@ def cmd_fit(args: argparse.Namespace) -> int:
         return 0
     result = fit(cfg)
     _print_metrics(result.metrics, f"{result.metrics['model']} on {result.metrics['data']}")
-    console.print(f"run folder: {result.run_dir}  (tensorboard --logdir {result.run_dir.parent})")
+    if result.run_dir is None:
+        console.print("dry run (trainer.fast_dev_run): nothing was written")
+    else:
+        console.print(f"run folder: {result.run_dir}  (tensorboard --logdir {result.run_dir.parent})")
     return 0
 
 
 def cmd_test(args: argparse.Namespace) -> int:
     from nnzoo.io import write_json
     from nnzoo.train import evaluate
+    from nnzoo.zoo import existing_output
     if args.output and Path(args.output).is_dir():
         raise NnzooError(f"--output {args.output} is a folder; name a JSON file, e.g. {Path(args.output) / 'test.json'}")
-    if args.output and Path(args.output).exists() and not args.force:
+    if args.output and existing_output(args.output, "--output") and not args.force:  # a FIFO or link: refused
         raise NnzooError(f"--output {args.output} exists; pass --force to replace it or name another file")
     split = args.split or ("val" if args.command == "validate" else "test")
     results = evaluate(args.checkpoint, split, args.overrides, files=args.config or (),
@@ -140,9 +147,17 @@ def cmd_pack(args: argparse.Namespace) -> int:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from nnzoo.benchmark import default_results_dir, load_suite, run_suite
+    from nnzoo.benchmark import (default_results_dir, load_suite, print_status, run_suite, suite_configs,
+                                 write_tables)
     suite = load_suite(args.suite)
     out = Path(args.out) if args.out else default_results_dir(suite)
+    if args.status:
+        print_status(suite, out, suite_configs(suite, out, args.overrides))
+        return 0
+    if args.tables:
+        for data, path in write_tables(suite, out).items():
+            console.print(f"{data}: {path}")
+        return 0
     for data, path in run_suite(suite, out, args.overrides, only_models=args.models).items():
         console.print(f"{data}: {path}")
     return 0
@@ -177,7 +192,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         results = predict_files(module, args.files, args.activation, batch_size=args.batch_size)
     for result in results:
-        print(json.dumps(result), flush=True)  # JSON lines: easy to parse, never wrapped
+        print(json.dumps(result, allow_nan=False), flush=True)  # JSON lines: never NaN (not JSON), never wrapped
     return 0
 
 
@@ -205,9 +220,10 @@ def cmd_inr_fit(args: argparse.Namespace) -> int:
     from nnzoo.data.siren_fit import border_mean, fit_images
     from nnzoo.progress import console as stderr
     from nnzoo.progress import progress_bar
+    from nnzoo.zoo import existing_output
     images = [Path(f) for f in args.images]
     targets = _inr_outputs(images, Path(args.output))
-    existing = next((t for t in targets if t.exists()), None)
+    existing = next((t for t in targets if existing_output(t, "-o")), None)  # a FIFO or link: refused
     if existing is not None and not args.force:
         raise NnzooError(f"{existing} already exists; pass --force to overwrite it or choose another -o")
     with progress_bar(len(images), "fitting SIRENs") as advance:
@@ -236,27 +252,24 @@ def cmd_list(args: argparse.Namespace) -> int:
     from nnzoo.config import KINDS, available
     what = args.what
     if what in ("all", "models"):
-        table = Table(title="models")
-        for col in ("name", "params (mnist_inr)", "tasks", "CNNs", "mixed archs", "summary"):
-            table.add_column(col)
-        for row in _model_rows():
+        rows = _model_rows()
+        table = _whole_names_table("models", ("name", "params (mnist_inr)", "tasks", "CNNs", "mixed archs", "summary"),
+                                   [r[0] for r in rows])
+        for row in rows:
             table.add_row(*row)
         console.print(table)
     if what in ("all", "data"):
         from nnzoo.data import DATASETS
-        table = Table(title="datasets")
-        for col in ("name", "task", "summary"):
-            table.add_column(col)
+        table = _whole_names_table("datasets", ("name", "task", "summary"), DATASETS.names())
         for name in DATASETS.names():
             entry = DATASETS.entry(name)
             table.add_row(name, entry.meta.get("task", ""), entry.summary)
         console.print(table)
     if what in ("all", "checkpoints"):
         from nnzoo.zoo import checkpoint_folders, list_pretrained
-        table = Table(title="pretrained checkpoints (manifest.json of each folder below)")
-        for col in ("name", "model", "data", "params", "result", "nnzoo", "from"):
-            table.add_column(col)
         entries = list_pretrained()
+        table = _whole_names_table("pretrained checkpoints (manifest.json of each folder below)",
+                                   ("name", "model", "data", "params", "result", "nnzoo", "from"), [e.name for e in entries])
         for e in entries:
             table.add_row(e.name, e.model, e.data, f"{e.num_parameters:,}", e.headline, e.nnzoo_version, e.origin)
         console.print(table)
@@ -278,6 +291,16 @@ def cmd_list(args: argparse.Namespace) -> int:
         table.add_row("benchmarks (suites)", ", ".join(sorted(p.stem for p in suites_folder().glob("*.yaml"))))
         console.print(table)
     return 0
+
+
+def _whole_names_table(title: str, columns: tuple[str, ...], names: list[str]) -> Table:
+    """A table whose first column (names people copy into commands) is never cut, whatever the width: the
+    other columns fold instead (output that is not a terminal is 80 columns wide)."""
+    table = Table(title=title)
+    table.add_column(columns[0], no_wrap=True, min_width=max((len(n) for n in names), default=4))
+    for col in columns[1:]:
+        table.add_column(col, overflow="fold")
+    return table
 
 
 def _print_conventions(entries: list, details: bool) -> None:
@@ -366,9 +389,13 @@ def _yes(flag: bool) -> str:
 def _print_metrics(metrics: dict[str, Any], title: str) -> None:
     table = Table(title=title)
     table.add_column("metric")
-    table.add_column("value")
+    table.add_column("value", overflow="fold")  # paths whole, folded, never cut
     for key, value in metrics.items():
-        if isinstance(value, float):
+        if key == "history" and isinstance(value, list):  # the curve stays in metrics.json; here its size
+            value = f"{len(value)} validation points (in metrics.json)"
+        elif key == "dataset" and isinstance(value, dict):
+            value = ", ".join(f"{k.removeprefix('num_')} {v}" for k, v in value.items() if k.startswith("num_"))
+        elif isinstance(value, float):
             value = f"{value:.4f}"
         table.add_row(key, str(value))
     console.print(table)
@@ -382,6 +409,10 @@ class _Parser(argparse.ArgumentParser):
         if callable(self.epilog):
             self.epilog = self.epilog()
         return super().format_help()
+
+    def error(self, message: str):  # type: ignore[override]
+        """One line, like every other nnzoo error (exit 2): argparse would print the whole usage first."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -427,7 +458,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", choices=("classification", "regression"),
                    help="default: from the CSV's column (label: classification, target: regression)")
     p.add_argument("--classes", help="classification: the number of classes N (labels 0..N-1) or their names "
-                                     "a,b,c (labels may be names or indices); required, never inferred")
+                                     "a,b,c (labels may be names or indices); required, never inferred. A name "
+                                     "that is a number must be its own index (0,1,2 or cat,dog,2): 1,0,2 is "
+                                     "refused, since label 1 would be both the name '1' and the index of '0'")
     p.add_argument("--spec", help="JSON of the architecture (json.dump(nnzoo.nets.spec_from_module(net).to_dict(), "
                                   "f)); default: read off the first network's tensors with --activation")
     p.add_argument("--activation", default="relu",
@@ -453,11 +486,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="overrides of the run's config: where its files are (data.root=...), trainer.* "
                             "options; options that would read other networks are refused")
         p.set_defaults(func=cmd_test)
-    p = sub.add_parser("benchmark", help="run a benchmark suite (benchmarks/<suite>.yaml), resuming finished cells")
+    p = sub.add_parser("benchmark", help="run a benchmark suite (benchmarks/<suite>.yaml), skipping finished cells "
+                                         "and resuming interrupted ones from their last checkpoint")
     p.add_argument("suite", help="suite name or path to a suite YAML")
     p.add_argument("--out", help="output folder (default benchmarks/results/<suite>)")
     p.add_argument("--models", nargs="+", metavar="MODEL",
                    help="run only these models' cells (the tables still show every finished cell)")
+    p.add_argument("--status", action="store_true",
+                   help="print cells done / running / interrupted / to do and the estimated time left; run nothing")
+    p.add_argument("--tables", action="store_true",
+                   help="write the tables and plots of the finished cells (marked partial if cells are missing); "
+                        "run nothing")
     p.add_argument("overrides", nargs="*", help="overrides applied to every cell, e.g. trainer.max_epochs=2")
     p.set_defaults(func=cmd_benchmark)
     p = sub.add_parser("predict", help="apply a pretrained checkpoint to your own networks (.pth state dicts)",
@@ -543,6 +582,44 @@ def _intermixed(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[list[
     return words, overrides
 
 
+@contextmanager
+def _sigint_seen() -> Iterator[list[bool]]:
+    """``[True]`` once SIGINT (Ctrl-C) arrived while the block ran; the signal still raises KeyboardInterrupt.
+    Lightning catches that KeyboardInterrupt inside ``fit``, saves nothing more and calls ``sys.exit(1)``: this
+    flag tells that exit apart, so an interrupted fit ends with 130 like any interrupted command."""
+    import signal
+    import threading
+    seen = [False]
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield seen  # SIGINT ignored (a background job) or not ours to handle
+        return
+
+    def handler(signum, frame) -> None:
+        seen[0] = True
+        previous(signum, frame)
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+WRITE_ERRNOS = {errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+                errno.EPERM: "operation not permitted", errno.ENOSPC: "no space left on the device",
+                errno.EDQUOT: "disk quota exceeded", errno.ENAMETOOLONG: "file name too long"}
+"""Failures of a write that the machine, not nnzoo, causes: one line naming the path (exit 2), not a bug report."""
+
+
+def _write_error(exc: BaseException) -> str | None:
+    """The one line for an OSError of :data:`WRITE_ERRNOS` on a named path (a read-only ``NNZOO_HOME`` or run
+    folder, a full disk), or None."""
+    if not isinstance(exc, OSError) or exc.errno not in WRITE_ERRNOS or not exc.filename:
+        return None
+    return (f"cannot write {exc.filename}: {WRITE_ERRNOS[exc.errno]}; choose another folder (run_dir=..., "
+            "--output, -o, NNZOO_HOME=...) or make it writable")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command.  Every failure ends as one line on stderr: exit 2 for input errors (the line names the
     file or key and the fix), 1 for anything unexpected; ``--debug`` or ``NNZOO_DEBUG=1`` shows tracebacks."""
@@ -557,7 +634,13 @@ def main(argv: list[str] | None = None) -> int:
     if overrides:
         args.overrides = [*args.overrides, *overrides]
     try:
-        return args.func(args)
+        with _sigint_seen() as seen:
+            try:
+                return args.func(args)
+            except SystemExit:
+                if seen[0]:  # Lightning turns Ctrl-C during fit into sys.exit(1); the run stays resumable
+                    raise KeyboardInterrupt from None
+                raise
     except NnzooError as exc:
         if debug:
             raise
@@ -569,6 +652,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug or an input nnzoo does not check yet: still one line, results kept
         if debug:
             raise
+        if _write_error(exc):
+            print(f"nnzoo: error: {_write_error(exc)}", file=sys.stderr)
+            return 2
         first = (str(exc).strip().splitlines() or [""])[0][:300]
         print(f"nnzoo: error: unexpected {type(exc).__name__}: {first} (run again with --debug or "
               f"{DEBUG_ENV}=1 for the traceback, and please report it)", file=sys.stderr)

@@ -8,12 +8,14 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
 import os
 import tempfile
 from contextlib import contextmanager
+from io import BytesIO
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -38,10 +40,18 @@ def shipped_folder(name: str, env_var: str | None) -> Path:
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; move it into place only on success."""
+    """Yield a temporary path next to ``path``; move it into place only on success.
+
+    The temporary file lives in the target's own folder (a rename across filesystems is a copy, not atomic),
+    is fsynced before the rename and the folder after it, so at every instant ``path`` holds either the old
+    complete file or the new complete one: a kill -9, a full disk (ENOSPC) or a file-size limit (EFBIG) while
+    writing loses nothing that was saved before.  A failed write raises one line naming the file."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise write_error(target, exc) from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -49,10 +59,39 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; results should read like any other file
+        _fsync(tmp)
         os.replace(tmp, target)
+        _fsync(target.parent)
+    except OSError as exc:
+        raise write_error(target, exc) from None
     finally:
-        if tmp.exists():
+        try:
             tmp.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's (or a folder's entries') data to the disk, so a rename never publishes an empty file."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if path.is_dir() and exc.errno in (errno.EINVAL, errno.EBADF):  # some filesystems cannot sync folders
+            return
+        raise
+    finally:
+        os.close(fd)
+
+
+def write_error(path: Path, exc: OSError) -> NnzooError:
+    """One line for a failed write: which file, why, and that the previous version (if any) is intact."""
+    why = {errno.ENOSPC: "no space left on the device", errno.EFBIG: "file larger than the size limit (ulimit -f)",
+           errno.EDQUOT: "disk quota exceeded", errno.EROFS: "read-only filesystem",
+           errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+           errno.ENAMETOOLONG: "file name too long"}.get(exc.errno, exc.strerror or exc.__class__.__name__)
+    kept = " (its previous version, if any, is unchanged)" if path.exists() else ""
+    return NnzooError(f"cannot write {path}: {why}{kept}; free space or choose another folder, then run again")
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -85,8 +124,10 @@ def save_tensors(path: str | os.PathLike, obj: Any) -> None:
     Deterministic: the same ``obj`` gives the same bytes.  ``torch.save`` to a path names the zip's records
     after the file (here a random temp name); to an open file it uses the fixed name ``archive``."""
     import torch  # here, not at the top: `nnzoo list` reads configs and caches without torch
+    buffer = BytesIO()  # serialised first: a failing write then raises the OSError itself (ENOSPC, EFBIG), not
+    torch.save(obj, buffer)  # torch's zip writer's "unexpected pos"
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        torch.save(obj, fh)
+        fh.write(buffer.getbuffer())
 
 
 def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:

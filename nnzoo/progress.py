@@ -9,7 +9,20 @@ from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
 
-console = Console(stderr=True)
+
+
+def _console(stderr: bool) -> Console:
+    """A Rich console; where the output is not a terminal (logs, pipes) 160 columns wide instead of Rich's 80,
+    so tables and paths stay on their lines (``COLUMNS`` still decides when set)."""
+    import os
+    made = Console(stderr=stderr)
+    if not made.is_terminal and "COLUMNS" not in os.environ:
+        made.width = 160
+    return made
+
+
+console = _console(stderr=True)  # progress, notes and tables of long work
+stdout_console = _console(stderr=False)  # results a command prints (nnzoo list, metrics tables)
 
 
 @contextmanager
@@ -27,3 +40,20 @@ def progress_bar(total: int, description: str) -> Iterator[Callable[[int], None]
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task(description, total=total)
         yield lambda n=1: progress.advance(task, n)
+
+
+def quiet_lightning() -> None:
+    """Drop Lightning's lines that say nothing about the run: the litlogger advertisement and its own
+    deprecation warning about ``LeafSpec`` (the model summary's "Total FLOPs: 0" is replaced by
+    :class:`nnzoo.callbacks.ParameterLine`)."""
+    import logging
+    import warnings
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _NoAdvert) for f in rank_zero.filters):
+        rank_zero.addFilter(_NoAdvert())
+
+
+class _NoAdvert:
+    def filter(self, record) -> bool:
+        return "litlogger" not in record.getMessage()

@@ -91,6 +91,33 @@ def _path_text(v: Any) -> bool:
     return isinstance(v, str) and v != ""
 
 
+MAX_BATCH_SIZE = 2**31 - 1
+"""Largest batch size: more networks than any dataset holds; ``2**70`` overflowed inside the data loader."""
+
+MAX_NETWORK_PARAMS = 10_000_000
+"""Most parameters per network (:data:`nnzoo.nets.spec.MAX_NETWORK_PARAMS`, repeated here so that checking a
+config does not import torch)."""
+
+INT64 = 2**63
+"""Every integer option must lie in ``[-2**63, 2**63)``: Python takes any size, torch and numpy do not."""
+
+
+def _widths_params(v: Any) -> int | None:
+    """Parameters of an MLP of layer widths ``v`` (weights and biases), or None if ``v`` is not such a list."""
+    if not isinstance(v, (list, ListConfig)) or len(v) < 2 or not all(_is_int(w) and w >= 1 for w in v):
+        return None
+    return sum(a * b + b for a, b in zip(v[:-1], v[1:]))
+
+
+def _huge_int(value: Any) -> bool:
+    """An integer (or one in a list/mapping) outside 64 bits."""
+    if isinstance(value, (list, tuple)):
+        return any(_huge_int(v) for v in value)
+    if isinstance(value, dict):
+        return any(_huge_int(v) for v in value.values())
+    return _is_int(value) and not -INT64 <= value < INT64
+
+
 PRECISIONS = ("64-true", "64", 64, "32-true", "32", 32, "16-mixed", "16", 16, "bf16-mixed", "bf16", "16-true",
               "bf16-true", "transformer-engine", "transformer-engine-float16")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
@@ -124,14 +151,19 @@ RULES: dict[str, Rule] = {
     "trainer.limit_train_batches": optional((_fraction_or_count, "a count >= 0 or a fraction in (0, 1]")),
     "trainer.limit_val_batches": optional((_fraction_or_count, "a count >= 0 or a fraction in (0, 1]")),
     "trainer.logger": either((lambda v: isinstance(v, bool), "true or false"), choice(*LOGGERS),
-                             (lambda v: isinstance(v, list) and len(v) > 0 and all(x in LOGGERS for x in v),
-                              f"a list of {', '.join(LOGGERS)}")),
+                             (lambda v: isinstance(v, list) and len(v) > 0 and all(x in LOGGERS for x in v)
+                              and len(set(v)) == len(v),
+                              f"a list of distinct loggers among {', '.join(LOGGERS)} (each writes the run's "
+                              "metrics once, into the one run folder)")),
     "init_from": optional((_path_text, "a pretrained name, an exported .pt or a run's .ckpt")),
     "callbacks.lr_monitor": (lambda v: isinstance(v, bool), "true or false"),
     "callbacks.early_stopping_patience": optional(integer(1)),
     "callbacks.early_stopping_min_delta": number(0),
-    "data.batch_size": integer(1),
-    "data.eval_batch_size": integer(1),
+    "data.batch_size": integer(1, MAX_BATCH_SIZE),
+    "data.eval_batch_size": integer(1, MAX_BATCH_SIZE),
+    "data.widths": (lambda v: _widths_params(v) is not None and _widths_params(v) <= MAX_NETWORK_PARAMS,
+                    f"a list of at least two positive layer widths, at most {MAX_NETWORK_PARAMS:,} parameters "
+                    "per network (e.g. [2,32,32,1])"),
     "data.num_workers": integer(0),
     "data.augment.translate": number(0),
     "data.augment.rotate": number(0, 360),
@@ -199,6 +231,9 @@ def validate(cfg: DictConfig, defaults: DictConfig | None = None) -> None:
         default = types.get(key)
         if _unresolved(value) or _unresolved(default):
             continue
+        if _huge_int(value):
+            raise NnzooError(f"{key}={str(value)[:40]}... is too large: integer options must fit in 64 bits "
+                             f"(below 2**63); fix it with {key}=...")
         rule = RULES.get(key)
         if rule is None and key.startswith("trainer.") and default is None:
             rule = trainer_rule(key.split(".", 1)[1])
@@ -212,7 +247,10 @@ def validate(cfg: DictConfig, defaults: DictConfig | None = None) -> None:
         raise NnzooError(f"{key} must be {rule[1]}, got {_show(value)}{example}; fix it with {key}=...")
     _check_accelerator(values.get("trainer.accelerator"))
     _check_loggers(values.get("trainer.logger"))
+    for key in ("run_dir", "name"):  # folders nnzoo creates: a component over NAME_MAX fails only at mkdir
+        _check_path_length(key, values.get(key))
     _check_folder("run_dir", values.get("run_dir"))
+    _check_interpolations(cfg, runtime_env=True)
 
 
 # ------------------------------------------------------------------ Trainer arguments
@@ -343,3 +381,119 @@ def _check_loggers(chosen: Any) -> None:
 def _check_folder(key: str, value: Any) -> None:
     if isinstance(value, str) and Path(value).expanduser().exists() and not Path(value).expanduser().is_dir():
         raise NnzooError(f"{key}={value} is an existing file, not a folder; choose a folder path")
+
+
+def _check_path_length(key: str, value: Any) -> None:
+    """Refuse a folder option with a path component longer than the filesystem allows (ENAMETOOLONG), now
+    rather than when the run folder is created."""
+    import os
+    if not isinstance(value, str) or _unresolved(value):
+        return
+    path = Path(value).expanduser()
+
+    def exists(p: Path) -> bool:
+        try:
+            return p.exists()
+        except OSError:  # ENAMETOOLONG itself: Path.exists raises it
+            return False
+    existing = next((p for p in (path, *path.parents) if exists(p)), Path("."))
+    try:
+        longest = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        longest = 255
+    part = next((p for p in path.parts if len(os.fsencode(p)) > longest), None)
+    if part is not None:
+        raise NnzooError(f"{key}: the folder name {part[:24]}... is {len(os.fsencode(part))} bytes, more than the "
+                         f"{longest} this filesystem allows; choose a shorter {key}")
+
+
+def _check_interpolations(cfg: DictConfig, runtime_env: bool = False) -> None:
+    """Resolve every ``${...}`` of ``cfg`` now, refusing in one line naming the key one that cannot resolve
+    (recursive, a missing key, an unset ``${oc.env:VAR}``).  With ``runtime_env`` an unset environment
+    variable is let through: a benchmark suite's variables may be set only where its cells run, and the run
+    checks again (:func:`check_run_start`)."""
+    from omegaconf.errors import OmegaConfBaseException
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as exc:
+        message = (str(exc).splitlines() or [type(exc).__name__])[0]
+        if runtime_env and "Environment variable" in message:
+            return
+        key = getattr(exc, "full_key", None) or "a config value"
+        fix = ("set the environment variable or give the key a value" if "Environment variable" in message
+               else "replace the interpolation with a value")
+        raise NnzooError(f"{key} cannot be resolved ({message[:160]}); {fix}, e.g. in the --config file or "
+                         f"with {key}=...") from None
+    except RecursionError:
+        raise NnzooError("the config's ${...} interpolations nest too deeply to resolve; replace them with "
+                         "values") from None
+
+
+def check_run_start(cfg: DictConfig) -> None:
+    """What only fails once a run starts, checked before any work and before a run folder is claimed (one
+    line naming the key): every interpolation resolves (:func:`_check_interpolations`), and Lightning accepts
+    the trainer options (:func:`check_trainer_options`)."""
+    from nnzoo.train import _trainer_kwargs
+    _check_interpolations(cfg)
+    check_trainer_options(_trainer_kwargs(cfg))
+
+
+def check_trainer_options(kwargs: dict[str, Any]) -> None:
+    """Construct a ``lightning.Trainer`` with ``kwargs`` (no logger, no callbacks: nothing is written) and
+    refuse, naming the key, options it rejects (``max_steps=-5``, ``strategy=foo``, ``fast_dev_run=-1``,
+    ``max_time=abc``...) and a ``max_time`` that would end the run before its first step.  Passing the
+    schema is not enough: Lightning checks values only when the Trainer is made, which used to happen after
+    the run's folder was created, leaving it empty."""
+    _check_max_time(kwargs.get("max_time"))
+    error = _trainer_error(kwargs)
+    if error is None:
+        return
+    culprit = next((k for k in kwargs if _trainer_error({k: kwargs[k]}) is not None), None)
+    where = f"trainer.{culprit}={_show(kwargs[culprit])}" if culprit else \
+        "the trainer options " + ", ".join(f"trainer.{k}" for k in kwargs)
+    raise NnzooError(f"{where} is refused by lightning.Trainer ({error}); fix it with "
+                     f"{f'trainer.{culprit}' if culprit else 'those keys'}=... (see help(lightning.Trainer))")
+
+
+def _check_max_time(value: Any) -> None:
+    """``trainer.max_time`` as ``DD:HH:MM:SS`` or ``{days: .., hours: ..}`` must be a positive duration."""
+    import datetime
+    if isinstance(value, dict):
+        try:
+            duration = datetime.timedelta(**value)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise NnzooError(f"trainer.max_time={_show(value)} is not a duration ({exc}); use keys of "
+                             "days, hours, minutes, seconds, e.g. trainer.max_time={hours: 2}") from None
+    elif isinstance(value, str):
+        parts = value.split(":")
+        if len(parts) != 4 or not all(p.isdigit() for p in parts):
+            raise NnzooError(f"trainer.max_time={_show(value)} is not DD:HH:MM:SS (e.g. 00:12:00:00 for 12 hours)")
+        days, hours, minutes, seconds = map(int, parts)
+        duration = datetime.timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    else:
+        return
+    if duration.total_seconds() <= 0:
+        raise NnzooError(f"trainer.max_time={_show(value)} would stop the run before its first step; give a "
+                         "positive duration or drop it")
+
+
+def _trainer_error(kwargs: dict[str, Any]) -> str | None:
+    """The first line of what ``lightning.Trainer(**kwargs)`` raises, or None; its info lines are silenced."""
+    import logging
+    import warnings
+
+    import lightning as L
+    names = ("lightning.pytorch", "lightning.fabric", "lightning_fabric", "pytorch_lightning")
+    levels = {n: logging.getLogger(n).level for n in names}
+    try:
+        for n in names:
+            logging.getLogger(n).setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            L.Trainer(**{**kwargs, "logger": False, "callbacks": []})
+    except Exception as exc:  # MisconfigurationException, ValueError, TypeError, ModuleNotFoundError...
+        return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    finally:
+        for n, level in levels.items():
+            logging.getLogger(n).setLevel(level)
+    return None

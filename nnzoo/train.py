@@ -7,7 +7,6 @@ TensorBoard logs, ``config.yaml``, ``checkpoints/{best,last}.ckpt`` and
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,16 +15,21 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from omegaconf import DictConfig, OmegaConf
 
 from nnzoo import __version__
 from nnzoo.allocator import keep_large_allocations_on_heap
+from nnzoo.callbacks import (FitClock, ParameterLine, PlainProgress, RngState, StopOnNonFiniteLoss, TrainThroughput,
+                             ValidationHistory)
+from nnzoo.checkpoint_io import AtomicCheckpointIO
 from nnzoo.config import to_container
 from nnzoo.data import create_datamodule
 from nnzoo.data.datamodule import WeightDataModule
 from nnzoo.errors import NnzooError
 from nnzoo.io import load_tensors, write_json, write_text
-from nnzoo.tasks import WeightSpaceTask, create_task, task_class
+from nnzoo.progress import console, quiet_lightning
+from nnzoo.tasks import WeightSpaceTask, create_task
 from nnzoo.zoo import load_checkpoint
 
 METRICS_FILE = "metrics.json"
@@ -33,40 +37,8 @@ METRICS_FILE = "metrics.json"
 
 @dataclass
 class RunResult:
-    run_dir: Path
+    run_dir: Path | None  # None for a dry run (trainer.fast_dev_run), which writes nothing
     metrics: dict[str, Any]
-
-
-class TrainThroughput(L.Callback):
-    """Networks per second over training steps only (forward, backward, optimiser; no validation)."""
-
-    def __init__(self) -> None:
-        self.samples, self.seconds, self._start = 0, 0.0, 0.0
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self._start = time.perf_counter()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.seconds += time.perf_counter() - self._start
-        self.samples += len(batch)
-
-    @property
-    def per_second(self) -> float | None:
-        return self.samples / self.seconds if self.seconds > 0 else None
-
-
-class ValidationHistory(L.Callback):
-    """The monitored validation metric after every validation run, against the training networks seen so
-    far (counted by ``throughput``): the learning curve a benchmark plots (``metrics.json`` key ``history``),
-    kept without a logger."""
-
-    def __init__(self, monitor: str, throughput: TrainThroughput) -> None:
-        self.monitor, self.throughput, self.rows = monitor, throughput, []
-
-    def on_validation_end(self, trainer, pl_module) -> None:
-        value = trainer.callback_metrics.get(self.monitor)
-        if value is not None and not trainer.sanity_checking:
-            self.rows.append({"step": trainer.global_step, "networks": self.throughput.samples, self.monitor: _float(value)})
 
 
 def build_datamodule(cfg: DictConfig) -> WeightDataModule:
@@ -100,9 +72,11 @@ def _run_folder(cfg: DictConfig) -> tuple[str, int | None, Path | None]:
     import os
     name = cfg.name or f"{cfg.data.get('pack') or cfg.data.name}-{cfg.model.name}"  # a pack: its own name
     root = Path(cfg.run_dir) / name
-    if os.environ.get(_VERSION_ENV):
+    if _ddp_worker() and os.environ.get(_VERSION_ENV, "").isdigit():  # rank 0 claimed and checked the folder
         version = int(os.environ[_VERSION_ENV])
         last = root / f"version_{version}" / "checkpoints" / "last.ckpt"
+        if (root / f"version_{version}" / METRICS_FILE).is_file():
+            raise NnzooError(f"{root / f'version_{version}'} is a finished run; a worker never writes into it")
         return name, version, last if cfg.resume and last.is_file() else None
     if cfg.resume:
         for v in reversed(_versions(root)):
@@ -158,6 +132,8 @@ def _check_resume(cfg: DictConfig, version_dir: Path, last: Path) -> None:
     if (version_dir / METRICS_FILE).is_file():
         raise NnzooError(f"resume=true: {version_dir} is a finished run ({METRICS_FILE} present) and is left "
                          "as it is; resume continues interrupted runs only, start a new run without resume=true")
+    from nnzoo.checks import check_resumed_logs
+    check_resumed_logs(version_dir)  # a metrics.csv the CSV logger could not read back (not UTF-8, a folder)
     blob = load_tensors(last, "last checkpoint")  # one line for a truncated file or one carrying code
     if not isinstance(blob, dict) or not {"state_dict", "epoch"} <= set(blob):
         raise NnzooError(f"resume=true: {last} is not a Lightning checkpoint (no state_dict/epoch); "
@@ -180,25 +156,20 @@ def _check_resume(cfg: DictConfig, version_dir: Path, last: Path) -> None:
 _VERSION_ENV = "NNZOO_RUN_VERSION"
 
 
-class StopOnNonFiniteLoss(L.Callback):
-    """End the run with one line when the training loss becomes NaN or infinite, instead of training on
-    and reporting NaN metrics with exit 0; the run folder keeps its last good checkpoint."""
-
-    def __init__(self, run_dir: Path, lr: float) -> None:
-        self.run_dir, self.lr = run_dir, lr
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss).all()):
-            raise NnzooError(f"training loss became {float(loss):g} at epoch {trainer.current_epoch}, step "
-                             f"{trainer.global_step} of {self.run_dir}; lower optim.lr (now {self.lr:g}) or check "
-                             "the data and statistics files for NaN/Inf")
+def _ddp_worker() -> bool:
+    """True in a process Lightning started for another rank (it sets ``LOCAL_RANK`` >= 1 for them); only there
+    is the run folder handed over through ``NNZOO_RUN_VERSION`` instead of being claimed."""
+    import os
+    return os.environ.get("LOCAL_RANK", "0") not in ("", "0")
 
 
 def fit(cfg: DictConfig) -> RunResult:
     """Train ``cfg.model`` on ``cfg.data``, keep the best checkpoint by the validation metric, test it."""
     import os
-    owns_version = _VERSION_ENV not in os.environ  # False inside a DDP worker started by Lightning
+    owns_version = not _ddp_worker()
+    if owns_version and _VERSION_ENV in os.environ:
+        raise NnzooError(f"{_VERSION_ENV} is set, but it is nnzoo's own hand-over to DDP worker processes; unset it "
+                         "(choose a run with name=..., continue one with resume=true)")
     try:
         return _fit(cfg)
     finally:
@@ -207,6 +178,8 @@ def fit(cfg: DictConfig) -> RunResult:
 
 
 def _fit(cfg: DictConfig) -> RunResult:
+    from nnzoo.schema import check_run_start
+    check_run_start(cfg)  # interpolations resolve, lightning.Trainer takes the options: before any work or folder
     keep_large_allocations_on_heap()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.get("threads"):
@@ -223,33 +196,49 @@ def _fit(cfg: DictConfig) -> RunResult:
     if initial is not None:
         init_weights_from(task, initial, cfg.init_from)
     monitor, mode = task.monitor
-    if version is None:
+    dry = is_dry_run(cfg)
+    if version is None and not dry:
         version = _claim_version(Path(cfg.run_dir) / name)
     run_dir = Path(cfg.run_dir) / name / f"version_{version}"
-    loggers = make_loggers(cfg, name, version, _global_step(resume_from) if resume_from else None)
+    loggers = [] if dry else make_loggers(cfg, name, version, _global_step(resume_from) if resume_from else None)
     checkpoints = None
     callbacks: list[L.Callback] = []
-    if cfg.trainer.get("enable_checkpointing") is not False:
+    if cfg.trainer.get("enable_checkpointing") is not False and not dry:
         checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
-                                      save_last=True, enable_version_counter=False)
-        callbacks.append(checkpoints)
-    throughput = TrainThroughput()
+                                      enable_version_counter=False)
+        # Lightning's save_last rewrites last.ckpt only when the best improved; a resume must start from the
+        # latest validation instead, so last.ckpt is its own checkpoint, written after best.ckpt at every check
+        callbacks += [checkpoints, ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None,
+                                                   save_top_k=1, enable_version_counter=False)]
+    throughput, clock = TrainThroughput(), FitClock()
     history = ValidationHistory(monitor, throughput)
-    callbacks += [throughput, history, StopOnNonFiniteLoss(run_dir, float(cfg.optim.lr))]
+    callbacks += [throughput, history, clock, RngState(), StopOnNonFiniteLoss(run_dir, float(cfg.optim.lr))]
     if loggers and cfg.callbacks.lr_monitor:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
     if cfg.callbacks.early_stopping_patience is not None:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=int(cfg.callbacks.early_stopping_patience),
                                        min_delta=float(cfg.callbacks.early_stopping_min_delta)))
-    if cfg.trainer.get("enable_progress_bar", True):
-        callbacks.append(RichProgressBar(leave=True))
-    trainer = L.Trainer(**_trainer_kwargs(cfg), logger=loggers or False, callbacks=callbacks)
-    if trainer.is_global_zero:
+    kwargs = _trainer_kwargs(cfg)
+    show = bool(kwargs.get("enable_progress_bar", True))  # on a terminal a Rich bar, elsewhere plain lines
+    kwargs["enable_progress_bar"] = show and console.is_terminal
+    if show:
+        callbacks.append(RichProgressBar(leave=True) if console.is_terminal else PlainProgress(monitor))
+    if "enable_model_summary" not in kwargs:  # the size in one line, with the progress display
+        kwargs["enable_model_summary"] = False
+        if show:
+            callbacks.append(ParameterLine())
+    quiet_lightning()
+    trainer = L.Trainer(**kwargs, logger=loggers or False, callbacks=callbacks, plugins=[AtomicCheckpointIO()])
+    if trainer.is_global_zero and not dry:
         write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
-    start = time.perf_counter()
+    if resume_from is not None:
+        blob = load_tensors(resume_from, "last checkpoint")
+        console.print(f"resuming {run_dir} from {resume_from.name}: step {blob.get('global_step', 0)}, "
+                      f"{len(blob.get('callbacks', {}).get('ValidationHistory', {}).get('rows', []))} validation "
+                      "points kept", markup=False, highlight=False, soft_wrap=True)
     trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
-    train_seconds = time.perf_counter() - start
+    train_seconds = clock.seconds
 
     best_path = checkpoints.best_model_path if checkpoints is not None else ""
     metrics: dict[str, Any] = {
@@ -265,11 +254,19 @@ def _fit(cfg: DictConfig) -> RunResult:
         results = trainer.test(task, datamodule=datamodule, ckpt_path=best_path or None, weights_only=True,
                                verbose=False)
         metrics.update({k: _float(v) for k, v in (results[0] if results else {}).items()})
+    if dry:
+        return RunResult(None, {**metrics, "dry_run": True, "run_dir": None})
     metrics["run_dir"] = str(run_dir)
     if trainer.is_global_zero:
         log_hparams(loggers, cfg, metrics)
         write_json(run_dir / METRICS_FILE, metrics)
     return RunResult(run_dir, metrics)
+
+
+def is_dry_run(cfg: DictConfig) -> bool:
+    """``trainer.fast_dev_run``: a few batches to check that the code runs.  Such a run writes nothing (no run
+    folder, checkpoint, log or metrics), so it can never be mistaken for, or resumed as, a finished run."""
+    return bool(cfg.trainer.get("fast_dev_run"))
 
 
 def make_loggers(cfg: DictConfig, name: str, version: int, resume_step: int | None) -> list[Logger]:
@@ -307,29 +304,53 @@ def make_loggers(cfg: DictConfig, name: str, version: int, resume_step: int | No
 
 
 class ResumableCSVLogger(CSVLogger):
-    """Lightning's CSV logger, except that a resumed run keeps the rows logged before the resumed step
-    (Lightning's writer deletes an existing ``metrics.csv``) and drops the later ones, logged again now."""
+    """Lightning's CSV logger, writing through :class:`AtomicCSVWriter`; a resumed run keeps the rows logged
+    before the resumed step and drops the later ones, logged again now."""
 
     def __init__(self, *args: Any, resume_step: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._resume_step = resume_step
 
     @property
-    def experiment(self):  # type: ignore[override]
-        if self._experiment is not None or self._resume_step is None:
-            return super().experiment
+    def experiment(self) -> "AtomicCSVWriter":  # type: ignore[override]
+        if self._experiment is None:
+            import csv
+            path = Path(self.log_dir) / "metrics.csv"
+            kept = []
+            if self._resume_step is not None and path.is_file():
+                with path.open(newline="") as file:
+                    kept = [{k: v for k, v in row.items() if v != ""} for row in csv.DictReader(file)
+                            if row.get("step", "").isdigit() and int(row["step"]) < self._resume_step]
+            Path(self.root_dir).mkdir(parents=True, exist_ok=True)
+            self._experiment = AtomicCSVWriter(self.log_dir, kept)
+        return self._experiment
+
+
+class AtomicCSVWriter(ExperimentWriter):
+    """Lightning's CSV writer deletes an existing ``metrics.csv``, appends to it, and rewrites it in place when
+    a column appears, so a kill can lose rows already written.  This one keeps every row and replaces the
+    file atomically (:func:`nnzoo.io.write_text`) on each save."""
+
+    def __init__(self, log_dir: str, kept: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(log_dir=log_dir)
+        self.rows: list[dict[str, Any]] = list(kept or [])
+
+    def _check_log_dir_exists(self) -> None:  # never delete: the file is replaced whole at the next save
+        pass
+
+    def save(self) -> None:
         import csv
-        path = Path(self.log_dir) / "metrics.csv"
-        kept = []
-        if path.is_file():
-            with path.open(newline="") as file:
-                kept = [{k: v for k, v in row.items() if v != ""} for row in csv.DictReader(file)
-                        if row.get("step", "").isdigit() and int(row["step"]) < self._resume_step]
-        writer = super().experiment  # deletes the old file
-        if kept:
-            writer.metrics = kept + writer.metrics
-            writer.save()
-        return writer
+        import io
+        if not self.metrics and not self.rows:
+            return
+        self.rows += self.metrics
+        self.metrics = []
+        self.metrics_keys = sorted(set().union(*self.rows))
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=self.metrics_keys)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        write_text(self.metrics_file_path, text.getvalue())
 
 
 def log_hparams(loggers: list[Logger], cfg: DictConfig, metrics: dict[str, Any]) -> None:
@@ -355,19 +376,19 @@ def resolve_checkpoint(source: str) -> tuple[WeightSpaceTask, dict[str, Any] | N
     stored in it, else its run folder's ``config.yaml``, else its manifest entry's (checkpoints exported
     before configs were stored in them)."""
     from nnzoo.io import sha256_file
-    from nnzoo.zoo import entry, list_pretrained, load_checkpoint
+    from nnzoo.zoo import entry, list_pretrained, load_checkpoint, neutral_locations
     module = load_checkpoint(source)
     if module.run_config is not None:
         return module, module.run_config
     path = Path(source).expanduser()
     if not path.is_file():
-        return module, entry(source).config
+        return module, neutral_locations(entry(source).config)
     beside = path.parent.parent / "config.yaml"
-    if path.suffix == ".ckpt" and beside.is_file():
+    if path.suffix == ".ckpt" and beside.is_file():  # a file's locations are data, never where nnzoo writes
         from nnzoo.config import load_yaml
-        return module, to_container(load_yaml(beside))
+        return module, neutral_locations(to_container(load_yaml(beside)))
     digest = sha256_file(path)
-    return module, next((e.config for e in list_pretrained() if e.sha256 == digest), None)
+    return module, neutral_locations(next((e.config for e in list_pretrained() if e.sha256 == digest), None))
 
 
 def _check_same_family(module: WeightSpaceTask, mine: str, source: str) -> None:
@@ -380,7 +401,6 @@ def _check_same_family(module: WeightSpaceTask, mine: str, source: str) -> None:
 def init_weights_from(task: WeightSpaceTask, module: WeightSpaceTask, source: str) -> None:
     """Fine-tuning: copy every tensor of ``module`` whose name and shape match into ``task`` (a new head for
     another class count stays freshly initialised); refuse another model family or nothing in common."""
-    from nnzoo.progress import console
     mine = task.hparams["model"]["name"]
     _check_same_family(module, mine, source)
     own = task.state_dict()
@@ -432,6 +452,7 @@ def evaluate(source: str, split: str = "test", overrides: list[str] | tuple[str,
     kwargs = {**_trainer_kwargs(cfg), "devices": 1, "num_nodes": 1, "strategy": "auto", "logger": False}
     if accelerator:
         kwargs["accelerator"] = accelerator
+    quiet_lightning()
     trainer = L.Trainer(**kwargs)
     loader = datamodule.eval_dataloader(split)
     if split == "val":
@@ -456,20 +477,14 @@ def _short(value: Any) -> str:
 
 
 def load_task(checkpoint: str | Path) -> WeightSpaceTask:
-    """A trained LightningModule from a ``.ckpt``, loaded with ``weights_only=True`` (no pickled code)."""
+    """A trained LightningModule from a run's ``.ckpt``, loaded with ``weights_only=True`` (no pickled code),
+    through the same checks as an exported checkpoint (:func:`nnzoo.zoo.load_checkpoint_file`: finite
+    weights, and a model no larger than its stored weights, checked before it is built)."""
+    from nnzoo.zoo import load_checkpoint_file
     path = Path(checkpoint)
     if not path.is_file():
         raise NnzooError(f"checkpoint not found: {path}")
-    from nnzoo.zoo import check_checkpoint
-    hp = check_checkpoint(load_tensors(path, "checkpoint"), path)  # no pickled code, finite weights
-    try:
-        cls = task_class(hp["data_info"]["task"])
-        return cls.load_from_checkpoint(path, map_location="cpu", weights_only=True)
-    except NnzooError:
-        raise
-    except Exception as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise NnzooError(f"cannot load checkpoint {path}: {first[:200]}; is it an nnzoo Lightning checkpoint?") from None
+    return load_checkpoint_file(path)
 
 
 def _float(value: Any) -> float | None:

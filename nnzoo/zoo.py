@@ -14,11 +14,13 @@ number in the manifest comes from a command, not from a hand edit.
 
 from __future__ import annotations
 
+import fnmatch
 import glob
+import hashlib
 import os
-from collections.abc import Iterable
-from contextlib import nullcontext
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +28,10 @@ import torch
 from omegaconf import OmegaConf
 
 from nnzoo import __version__
+from nnzoo.checks import check_finite_rows, check_plain_tensors, check_weight_dtypes
+from nnzoo.checks import read_json as read_nested_json
 from nnzoo.errors import NnzooError, unknown_name
-from nnzoo.io import cache_home, load_tensors, read_json, save_tensors, sha256_file, shipped_folder, write_json
+from nnzoo.io import atomic_path, cache_home, load_tensors, read_json, sha256_file, shipped_folder, write_json
 
 MANIFEST = "manifest.json"
 CHECKPOINTS_ENV = "NNZOO_CHECKPOINTS"
@@ -91,11 +95,13 @@ class PretrainedEntry:
 
     @property
     def headline(self) -> str:
+        def metric(key: str) -> float:  # absent, or null (a NaN the run wrote as JSON null): nan
+            value = self.metrics.get(key)
+            return float("nan") if value is None else float(value)
         if self.task == "editing":
-            return (f"test/mse {self.metrics.get('test/mse', float('nan')):.4f} (identity edit "
-                    f"{self.metrics.get('test/identity_mse', float('nan')):.4f})")
+            return f"test/mse {metric('test/mse'):.4f} (identity edit {metric('test/identity_mse'):.4f})"
         key = "test/acc" if self.task == "classification" else "test/kendall_tau"
-        return f"{key} {self.metrics.get(key, float('nan')):.3f}"
+        return f"{key} {metric(key):.3f}"
 
     @property
     def convention_summary(self) -> str:
@@ -111,16 +117,24 @@ ENTRY_TYPES: dict[str, type | tuple[type, ...]] = {
 """The type of every manifest field (:class:`PretrainedEntry`), checked when the manifest is read."""
 
 
-def manifest(folder: Path | None = None) -> dict[str, PretrainedEntry]:
+def manifest(folder: Path | None = None, broken: list[str] | None = None) -> dict[str, PretrainedEntry]:
     """The entries of ``folder/manifest.json``, or, without ``folder``, of every folder of
     :func:`checkpoint_folders` (a user's entry wins over a shipped one of the same name and records it in
     ``hides``).  Each entry is checked field by field (one line naming the entry and the field when a hand
-    edit broke it: an unknown or missing field, a wrong type, a file path)."""
+    edit broke it: an unknown or missing field, a wrong type, a file path).  With a ``broken`` list, a folder
+    whose manifest is refused is skipped and its one-line error appended there instead of raised."""
     if folder is not None:
         return _folder_manifest(Path(folder), "folder")
     merged: dict[str, PretrainedEntry] = {}
     for path, origin in checkpoint_folders():
-        for name, e in _folder_manifest(path, origin).items():
+        try:
+            listed = _folder_manifest(path, origin)
+        except NnzooError as exc:
+            if broken is None:
+                raise
+            broken.append(str(exc))
+            continue
+        for name, e in listed.items():
             if name in merged:
                 merged[name].hides.append(origin)
             else:
@@ -140,7 +154,7 @@ def _folder_manifest(folder: Path, origin: str) -> dict[str, PretrainedEntry]:
     path = folder / MANIFEST
     if not path.is_file():
         return {}
-    raw = read_json(path, "checkpoint manifest")
+    raw = read_nested_json(path, "checkpoint manifest")  # RecursionError too: one line
     listed = raw.get("checkpoints") if isinstance(raw, dict) else None
     if not isinstance(listed, list):
         raise NnzooError(f"checkpoint manifest {path} must be an object with a list 'checkpoints'; restore it "
@@ -162,6 +176,11 @@ def _folder_manifest(folder: Path, origin: str) -> dict[str, PretrainedEntry]:
             if not isinstance(value, wanted) or (wanted is int and isinstance(value, bool)):
                 raise NnzooError(f"{where}: field '{key}' has type {type(value).__name__}; restore the manifest "
                                  "from git or re-export with nnzoo export")
+        odd = next((k for k, v in e["metrics"].items() if v is not None and (
+            isinstance(v, bool) or not isinstance(v, (int, float)))), None)
+        if odd is not None:  # the headline formats them as numbers
+            raise NnzooError(f"{where}: metric '{odd}' is {type(e['metrics'][odd]).__name__}, not a number; restore "
+                             "the manifest from git or re-export with nnzoo export")
         try:
             check_name("name", e["name"])
             check_name("file", e["file"])  # a manifest never points outside its own folder
@@ -176,10 +195,21 @@ def list_pretrained(folder: Path | None = None) -> list[PretrainedEntry]:
 
 
 def entry(name: str, folder: Path | None = None) -> PretrainedEntry:
-    """Entry ``name`` of ``folder``'s manifest, or of the first folder of :func:`checkpoint_folders` listing it."""
-    entries = manifest(folder)
+    """Entry ``name`` of ``folder``'s manifest, or of the first folder of :func:`checkpoint_folders` listing it.
+
+    A broken manifest in another folder does not stop the lookup (one warning line names it): one bad file in
+    ``$NNZOO_CHECKPOINTS`` must not hide the shipped checkpoints.  If no folder lists ``name``, the broken
+    manifest's own error is raised, since it may be the one that lists it."""
+    broken: list[str] = []
+    entries = manifest(folder, broken=broken if folder is None else None)
     if name not in entries:
+        if broken:
+            raise NnzooError(broken[0])
         raise unknown_name("pretrained checkpoint", name, list(entries))
+    if broken:
+        from nnzoo.progress import console
+        for line in broken:
+            console.print(f"warning: skipped ({line})", markup=False, highlight=False, soft_wrap=True)
     return entries[name]
 
 
@@ -194,7 +224,10 @@ def load_pretrained(name: str, folder: Path | None = None):
     if digest != e.sha256:
         raise NnzooError(f"checkpoint {path} fails its sha256 check (got {digest[:12]}..., manifest says "
                          f"{e.sha256[:12]}...); it was modified or corrupted, restore it from git")
-    return load_checkpoint_file(path)
+    module = load_checkpoint_file(path)
+    if module.run_config is None:  # exported before configs were stored in checkpoints: the manifest's
+        module.run_config = neutral_locations(e.config)
+    return module
 
 
 def check_checkpoint(blob: Any, path: Path) -> dict[str, Any]:
@@ -209,6 +242,7 @@ def check_checkpoint(blob: Any, path: Path) -> dict[str, Any]:
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
             raise NnzooError(f"checkpoint {path}: state_dict entry {key!r} is not a named tensor; "
                              "the file is damaged, restore it")
+        check_plain_tensors({key: value}, f"checkpoint {path}", "weight")  # sparse, meta, ...: before any use
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             raise NnzooError(f"checkpoint {path}: weight '{key}' holds NaN or Inf, so every prediction would "
                              "be NaN; restore the file or export the run again")
@@ -219,6 +253,9 @@ def check_checkpoint(blob: Any, path: Path) -> dict[str, Any]:
     outputs, names = info.get("num_outputs"), info.get("class_names")
     if not isinstance(outputs, int) or isinstance(outputs, bool) or outputs < 1:
         raise NnzooError(f"checkpoint {path}: data_info.num_outputs must be a positive integer, got {outputs!r}")
+    if info.get("task") in ("regression", "editing") and outputs != 1:  # one score (or image) per network
+        raise NnzooError(f"checkpoint {path}: data_info.task is {info.get('task')} but num_outputs is {outputs} "
+                         "(a regression or editing model has 1); the file was edited or damaged, restore it")
     if info.get("task") == "classification" and names is not None and (
             not isinstance(names, list) or len(names) != outputs):
         raise NnzooError(f"checkpoint {path}: data_info.class_names must list {outputs} names, "
@@ -232,15 +269,125 @@ def load_checkpoint_file(path: Path):
     blob = load_tensors(path, "checkpoint")
     hp = check_checkpoint(blob, path)
     try:
-        module = task_class(hp["data_info"]["task"])(**hp)
+        with _SizeBudget(blob["state_dict"], hp):  # a model larger than its stored weights stops here
+            module = task_class(hp["data_info"]["task"])(**hp)
+        check_weight_dtypes(module, blob["state_dict"])  # float weights cast to int64 would load silently
         module.load_state_dict(blob["state_dict"])
     except NnzooError as exc:
         raise NnzooError(f"checkpoint {path}: {exc}") from None
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise NnzooError(f"checkpoint {path} is not an nnzoo checkpoint or does not match its model "
                          f"({str(exc).splitlines()[0][:160]})") from None
-    module.run_config = blob.get("nnzoo_config")  # the run it came from, when stored (nnzoo test reads it)
+    # the run it came from, when stored (nnzoo test reads it); its locations are data, not where to write
+    module.run_config = neutral_locations(blob.get("nnzoo_config"))
     return module.eval()
+
+
+STORED_LOCATIONS = ("data.cache_dir", "run_dir")
+"""Config keys that say where nnzoo writes.  In a run config read back from a checkpoint or a manifest they
+are replaced by their defaults (:func:`neutral_locations`): a crafted file must never decide where ``nnzoo
+test`` writes a dataset cache; the command line (``data.cache_dir=...``) and ``$NNZOO_HOME`` still do.
+(``data.root`` and the other data keys are only read: built datasets go to the cache folder.)"""
+
+
+def neutral_locations(config: Any) -> Any:
+    """``config`` (a stored run config, or ``None``) with every key of :data:`STORED_LOCATIONS` it has set to
+    the shipped default (``data.cache_dir``: ``None``, i.e. ``$NNZOO_HOME``; ``run_dir``: ``runs``)."""
+    if not isinstance(config, dict):
+        return config
+    config = {**config}
+    if isinstance(config.get("data"), dict) and "cache_dir" in config["data"]:
+        config["data"] = {**config["data"], "cache_dir": None}
+    if "run_dir" in config:
+        config["run_dir"] = _default_run_dir()
+    return config
+
+
+def _default_run_dir() -> str:
+    """``run_dir`` of the shipped ``trainer/default.yaml``."""
+    from nnzoo.config import config_path, load_yaml
+    return str(OmegaConf.select(load_yaml(config_path("trainer", "default")), "run_dir", default="runs"))
+
+
+class _SizeBudget(torch.overrides.TorchFunctionMode):
+    """While a checkpoint's model is built from its hyperparameters, refuse any tensor allocation beyond what
+    the stored state dict could justify, *before* it is made: a 1 KB edit of ``hyper_parameters``
+    (``layers=250000``, ``hidden=60000``) would otherwise allocate gigabytes (or build for minutes) before
+    ``load_state_dict`` notices the mismatch.  The budget is twice the stored elements and tensors, plus room
+    for the index tensors models derive from the data's architectures (measured on the shipped checkpoints:
+    about 6 elements per network parameter and 130 tensors per architecture)."""
+
+    SLACK_ELEMENTS = 1 << 24
+    SLACK_TENSORS = 4096
+    ELEMENTS_PER_NETWORK_PARAMETER = 64
+    TENSORS_PER_ARCHITECTURE = 512
+
+    def __init__(self, state_dict: dict[str, torch.Tensor], hyper_parameters: dict[str, Any]) -> None:
+        from nnzoo.data.weights import DataInfo
+        super().__init__()
+        model = hyper_parameters["model"]
+        sizes = ", ".join(f"{k}={v}" for k, v in model.items() if _is_size(v))
+        self.model = f"{model.get('name')}: {sizes}"[:160]
+        try:
+            specs = DataInfo.from_dict(hyper_parameters["data_info"]).specs
+        except Exception:  # a broken data_info fails in the model constructor below, with its own message
+            specs = ()
+        self.elements_left = (2 * sum(v.numel() for v in state_dict.values()) + self.SLACK_ELEMENTS
+                              + self.ELEMENTS_PER_NETWORK_PARAMETER * sum(s.num_params for s in specs))
+        self.tensors_left = 2 * len(state_dict) + self.SLACK_TENSORS + self.TENSORS_PER_ARCHITECTURE * len(specs)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        size = _factory_numel(func, args, kwargs)
+        if size is not None:
+            self.elements_left -= size
+            self.tensors_left -= 1
+            if self.elements_left < 0 or self.tensors_left < 0:
+                raise NnzooError("its hyper_parameters describe a model far larger than the weights it stores "
+                                 f"(model {self.model}; edited or damaged); restore the file or export the run again")
+        return func(*args, **kwargs)
+
+
+def _is_size(value: Any) -> bool:
+    """An integer model option, or a list of them (``hidden=[512, 512]``): what sizes a model."""
+    if isinstance(value, list):
+        return bool(value) and all(_is_size(v) for v in value)
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_SIZED = {torch.empty, torch.zeros, torch.ones, torch.rand, torch.randn}
+_SIZED_METHODS = {torch.Tensor.new_empty, torch.Tensor.new_zeros, torch.Tensor.new_ones}
+
+
+def _factory_numel(func, args: tuple, kwargs: dict[str, Any]) -> int | None:
+    """Elements a tensor-creating call asks for (``None`` for any other call)."""
+    import math
+
+    def count(dims: Any) -> int:
+        if len(dims) == 1 and isinstance(dims[0], (tuple, list, torch.Size)):
+            dims = dims[0]
+        return math.prod(int(d) for d in dims)
+
+    try:
+        if func in _SIZED:
+            return count(args or (kwargs.get("size", ()),))
+        if func in _SIZED_METHODS:
+            return count(args[1:] or (kwargs.get("size", ()),))
+        if func is torch.full or func is torch.Tensor.new_full:
+            return count((args[int(func is torch.Tensor.new_full)],) if args else (kwargs["size"],))
+        if func is torch.randint:
+            return count((args[-1],) if args and isinstance(args[-1], (tuple, list, torch.Size))
+                         else (kwargs["size"],))
+        if func is torch.eye:
+            return int(args[0]) * int(args[1] if len(args) > 1 and isinstance(args[1], int) else args[0])
+        if func is torch.arange:
+            start, end, step = (0, args[0], 1) if len(args) == 1 else (tuple(args) + (1,))[:3]
+            return max(math.ceil((float(end) - float(start)) / float(step)), 0)
+        if func is torch.linspace:
+            return int(args[2] if len(args) > 2 else kwargs["steps"])
+    except (TypeError, ValueError, KeyError, IndexError, OverflowError, ZeroDivisionError):
+        return None  # an unusual signature: torch itself checks it
+    return None
 
 
 def load_checkpoint(source: str | os.PathLike):
@@ -264,31 +411,105 @@ def export_run(run_dir: Path, name: str, folder: Path | None = None, force: bool
     the exported weights on the test split of the run's dataset.  An existing name is
     replaced only with ``force``: a checkpoint and its manifest entry are someone's result.
     The same run exported twice gives the same bytes (and sha256): :func:`nnzoo.io.save_tensors`.
+    The manifest is updated under a lock, and a replaced checkpoint goes through an interim file name
+    (:func:`_checkpoint_files`), so a crash at any point leaves the old or the new pair valid.
     """
     from nnzoo.schema import check_name
     from nnzoo.train import METRICS_FILE, load_task
     check_name("--name", name)
     folder = Path(folder) if folder is not None else user_checkpoints_folder()
-    existing = manifest(folder)
-    if not force and (name in existing or (folder / f"{name}.pt").exists()):
-        raise NnzooError(f"checkpoint '{name}' already exists in {folder}; pass --force to replace it and its "
-                         "manifest entry, or choose another --name")
+    _refuse_existing(manifest(folder), folder, name, force)  # before any work; checked again under the lock
     metrics = read_json(run_dir / METRICS_FILE, "run metrics")
     best = Path(metrics.get("best_checkpoint") or run_dir / "checkpoints" / "best.ckpt")
     task = load_task(best)
     config = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"))
-    file = f"{name}.pt"
-    save_tensors(folder / file, {"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams),
-                                 "nnzoo_version": __version__, "nnzoo_config": config})  # `nnzoo test` reads it
-    new = PretrainedEntry(
-        name=name, file=file, model=metrics["model"], data=metrics["data"], task=task.info.task,
-        metrics={k: v for k, v in metrics.items() if k.startswith("test/") or k.startswith("best_val")},
-        num_parameters=metrics["num_parameters"], sha256=sha256_file(folder / file), nnzoo_version=__version__,
-        config=config, input_convention=input_convention(task.info), folder=folder, origin="folder")
-    entries = existing
-    entries[name] = new
-    write_json(folder / MANIFEST, {"checkpoints": [_manifest_record(e) for e in entries.values()]})
+    data = _tensor_bytes({"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams),
+                          "nnzoo_version": __version__, "nnzoo_config": config})  # `nnzoo test` reads it
+    digest = hashlib.sha256(data).hexdigest()
+    card = input_convention(task.info)
+    with _manifest_lock(folder):  # read-modify-write: concurrent exports into one folder each keep their entry
+        entries = manifest(folder)
+        _refuse_existing(entries, folder, name, force)
+        old = entries.get(name)
+        files = _checkpoint_files(name, digest, old, entries)
+        new = PretrainedEntry(
+            name=name, file=files[-1], model=metrics["model"], data=metrics["data"], task=task.info.task,
+            metrics={k: v for k, v in metrics.items() if k.startswith("test/") or k.startswith("best_val")},
+            num_parameters=metrics["num_parameters"], sha256=digest, nnzoo_version=__version__,
+            config=config, input_convention=card, folder=folder, origin="folder")
+        for file in files:
+            with atomic_path(folder / file) as tmp:
+                tmp.write_bytes(data)
+            entries[name] = new = replace(new, file=file)
+            # the manifest's rename is the commit: until then it lists a file that still holds its bytes
+            write_json(folder / MANIFEST, {"checkpoints": [_manifest_record(e) for e in entries.values()]})
+        listed = {e.file for e in entries.values()}
+        for file in {*files, *([old.file] if old else [])} - listed:
+            try:
+                (folder / file).unlink()
+            except OSError:
+                pass  # an unlisted leftover file, harmless
     return new
+
+
+MANIFEST_LOCK_TIMEOUT_S = 600.0
+"""How long ``nnzoo export`` waits for another export into the same folder (the OS frees a dead one's lock)."""
+
+
+@contextmanager
+def _manifest_lock(folder: Path) -> Iterator[None]:
+    """Hold ``folder``'s manifest lock: without it, two exports that read the same manifest each write back
+    only their own new entry, and the other's checkpoint file is left unlisted."""
+    from filelock import FileLock, Timeout
+    lock_file = folder / f".{MANIFEST}.lock"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NnzooError(f"cannot create the checkpoint folder {folder} ({exc.strerror}); choose another "
+                         "--folder") from None
+    lock = FileLock(lock_file, timeout=MANIFEST_LOCK_TIMEOUT_S)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise NnzooError(f"{lock_file}: another nnzoo export has held the manifest of {folder} for more than "
+                         f"{MANIFEST_LOCK_TIMEOUT_S:g} s; wait for it to finish (or stop it) and retry") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _refuse_existing(entries: dict[str, PretrainedEntry], folder: Path, name: str, force: bool) -> None:
+    if not force and (name in entries or (folder / f"{name}.pt").exists()):
+        raise NnzooError(f"checkpoint '{name}' already exists in {folder}; pass --force to replace it and its "
+                         "manifest entry, or choose another --name")
+
+
+def _tensor_bytes(obj: Any) -> bytes:
+    """``torch.save`` of ``obj`` as bytes: the same bytes as :func:`nnzoo.io.save_tensors` (a buffer, like an
+    open file, names the zip's records ``archive``), known before a file name is chosen from their digest."""
+    import io
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def _checkpoint_files(name: str, digest: str, old: PretrainedEntry | None,
+                      entries: dict[str, PretrainedEntry]) -> list[str]:
+    """The files a new checkpoint ``name`` is written to, in order, the manifest rewritten after each: its file
+    ``<name>.pt``, preceded by ``<name>.<sha256[:12]>.pt`` when the manifest lists ``<name>.pt`` now with other
+    bytes.  Overwriting the listed file in place would leave it out of step with the manifest's sha256 until
+    the manifest is rewritten (an interrupted ``--force`` would lose both checkpoints); through the interim
+    file, the manifest lists a file holding its bytes at every instant.  A file another entry lists is never
+    taken."""
+    others = {e.file for n, e in entries.items() if n != name}
+    free = [f for f in (f"{name}.pt", f"{name}.{digest[:12]}.pt", f"{name}.{digest}.pt") if f not in others]
+    if len(free) < 2:
+        raise NnzooError(f"checkpoint '{name}': the manifest lists its file names for other entries; "
+                         "choose another --name")
+    if old is not None and old.file == free[0] and old.sha256 != digest:
+        return free[1:2] + free[:1]
+    return free[:1]
 
 
 def read_network(module, path: Path, activation: str | None = None):
@@ -351,13 +572,60 @@ def network_files(items: Iterable[str | os.PathLike]) -> list[str]:
                                  "a quoted pattern such as 'inrs/*.pth'")
             files += [os.path.join(item, name) for name in found]
         elif not path.exists() and glob.has_magic(item):
-            found = sorted(f for f in glob.glob(item, recursive=True) if os.path.isfile(f))
+            found = sorted(f for f in _glob(item) if os.path.isfile(f))
             if not found:
                 raise NnzooError(f"no file matches the pattern {item}; check the folder and the pattern")
             files += found
         else:
             files.append(item)  # a file, or a missing one, which read_network names
     return files
+
+
+def _glob(pattern: str) -> list[str]:
+    """``glob.glob(pattern, recursive=True)``, except that ``**`` enters each real folder once: ``glob`` follows
+    a symlink to a parent folder round and round (``g/sub/up -> ..``), so ``'g/**/*.pth'`` never ended.  Other
+    patterns are ``glob``'s own; a ``**`` match is listed under the first path that reaches its folder."""
+    parts = pattern.split(os.sep)
+    if "**" not in parts:
+        return glob.glob(pattern)
+    split = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    top = os.sep.join(parts[:split]) or (os.sep if pattern.startswith(os.sep) else "")
+    found: list[str] = []
+    seen: set[tuple[str, int]] = set()
+
+    def match(folder: str, i: int) -> None:
+        """Add the paths under ``folder`` that match ``parts[i:]``."""
+        key = (os.path.realpath(folder or os.curdir), i)
+        if key in seen:
+            return
+        seen.add(key)
+        part, last = parts[i], i == len(parts) - 1
+        try:
+            entries = sorted(os.scandir(folder or os.curdir), key=lambda e: e.name)
+        except OSError:
+            return
+        if part == "**":
+            if last:
+                found.extend(os.path.join(folder, e.name) for e in entries if not e.name.startswith("."))
+            else:
+                match(folder, i + 1)  # ** matches no folder at all, too
+            for e in entries:
+                if not e.name.startswith(".") and e.is_dir():
+                    match(os.path.join(folder, e.name), i)
+            return
+        names = [e.name for e in entries if e.is_dir() or last] if glob.has_magic(part) else [part]
+        for name in fnmatch.filter(names, part) if glob.has_magic(part) else names:
+            if glob.has_magic(part) and name.startswith(".") and not part.startswith("."):
+                continue  # like glob: a wildcard does not match hidden names
+            path = os.path.join(folder, name)
+            if last:
+                if os.path.lexists(path):
+                    found.append(path)
+            elif os.path.isdir(path):
+                match(path, i + 1)
+
+    match(top, split)
+    return found
 
 
 def _check_batch_size(batch_size: int) -> int:
@@ -385,7 +653,9 @@ def _read_networks(module, files: list[str], activation: str | None = None) -> l
     return [read_network(module, Path(file), activation) for file in files]
 
 
-def _predictions(module, networks: list[tuple], batch_size: int) -> list[dict[str, Any]]:
+def _predictions(module, networks: list[tuple], batch_size: int,
+                 sources: list[str | Path] | None = None) -> list[dict[str, Any]]:
+    """One result per network; ``sources`` name them when the model's answer is not finite (nothing returned)."""
     from nnzoo.data.weights import WeightBatch
     from nnzoo.progress import progress_bar
     info = module.info
@@ -395,6 +665,7 @@ def _predictions(module, networks: list[tuple], batch_size: int) -> list[dict[st
     with bar as advance, torch.no_grad():
         for indices, specs, params in _batches(module, networks, batch_size):
             out = module(WeightBatch(specs, params, torch.zeros(len(indices), dtype=torch.long)))
+            check_finite_rows(out, [sources[i] if sources else f"network #{i}" for i in indices], "output")
             for row, i in zip(out, indices):
                 if info.task == "classification":
                     probs = row.softmax(-1)
@@ -421,14 +692,14 @@ def predict_files(module, paths: Iterable[str | os.PathLike], activation: str | 
     _check_batch_size(batch_size)
     _not_editing(module, "edit_files")
     files = network_files(paths)
-    predictions = _predictions(module, _read_networks(module, files, activation), batch_size)
+    predictions = _predictions(module, _read_networks(module, files, activation), batch_size, files)
     return [{"file": file, **result} for file, result in zip(files, predictions)]
 
 
 def predict_file(module, path: Path, activation: str | None = None) -> dict[str, Any]:
     """Apply a pretrained classifier or regressor to one network stored as a PyTorch state dict (``.pth``)."""
     _not_editing(module, "edit_file")
-    return _predictions(module, [read_network(module, Path(path), activation)], 1)[0]
+    return _predictions(module, [read_network(module, Path(path), activation)], 1, [path])[0]
 
 
 @dataclass
@@ -473,12 +744,38 @@ def edit_networks(module, networks: list[tuple], sources: list[Path | str],
             edited = module.edit(WeightBatch(specs, params, torch.zeros(len(indices), h * w)))
             inputs = module.render(specs, params).view(-1, h, w)
             outputs = module.render(specs, edited).view(-1, h, w)
+        names = [sources[i] for i in indices]  # an edit that is not a number is never written
+        check_finite_rows([p for group in edited for p in group], names, "edited network")
+        check_finite_rows(outputs, names, "rendering of the edited network")
         targets = dilate(inputs.clamp(0, 1))
         for row, (i, new) in enumerate(zip(indices, (p for group in edited for p in group))):
             spec, _, state = networks[i]
             edits[i] = Edit(params_into_state_dict(new, spec, state, sources[i]), inputs[row], outputs[row],
                             targets[row], "dilated input")
     return edits
+
+
+def existing_output(path: str | os.PathLike, option: str) -> bool:
+    """Whether an output about to be written exists; only a regular file may (``--force`` replaces it).
+
+    Outputs are written to a temporary file that is renamed over ``path``, which would swap a symlink, a
+    FIFO or a device node for a regular file (run as root, ``--output /dev/null --force`` would replace the
+    system's node): those are refused in one line, with or without ``--force``, and so is a dangling
+    symlink, which ``Path.exists`` does not see."""
+    import stat
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return False  # e.g. a parent that is a file: the write names it
+    if stat.S_ISREG(mode):
+        return True
+    kinds = ((stat.S_ISLNK, "symbolic link"), (stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "FIFO"),
+             (stat.S_ISCHR, "device node"), (stat.S_ISBLK, "device node"), (stat.S_ISSOCK, "socket"))
+    kind = next((name for test, name in kinds if test(mode)), "special file")
+    raise NnzooError(f"{option}: {path} is a {kind}, not a regular file; nnzoo replaces only regular files, "
+                     "even with --force: name another file or remove it")
 
 
 def edit_files(module, paths: Iterable[str | os.PathLike], output: Path | None = None, force: bool = False,
@@ -512,7 +809,7 @@ def _edit_files(module, paths, output: Path | None, force: bool, batch_size: int
         if j != i:
             raise NnzooError(f"{files[j]} and {files[i]} would both be edited into {target['edited']}; give each "
                              "input once, and edit inputs of the same name in separate --output folders")
-    taken = next((f for t in targets for f in t.values() if f.exists()), None)
+    taken = next((f for t in targets for f in t.values() if existing_output(f, "--output")), None)
     if taken is not None and not force:
         raise NnzooError(f"{taken} exists; pass --force to replace it, or choose another --output folder")
     edits = edit_networks(module, _read_networks(module, files), [Path(f) for f in files], batch_size)

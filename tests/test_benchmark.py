@@ -59,14 +59,27 @@ def test_suite_runs_resumes_and_writes_tables(tiny_inr_root, nnzoo_home, tmp_pat
         raise AssertionError("finished cells must not be rerun")
     monkeypatch.setattr("nnzoo.train.fit", no_training)
     run_suite(suite, out)
-    # removing one cell's result reruns exactly that cell
+    # a cell file lost after its run finished (killed in between) is recorded again from the run, untrained
+    kept = json.loads((out / "cells" / "tiny-mlp-s1.json").read_text())
     (out / "cells" / "tiny-mlp-s1.json").unlink()
+    run_suite(suite, out)
+    again = json.loads((out / "cells" / "tiny-mlp-s1.json").read_text())
+    assert again["test/acc"] == kept["test/acc"] and again["history"] == kept["history"]
+    # removing one cell's result and its run reruns exactly that cell
+    (out / "cells" / "tiny-mlp-s1.json").unlink()
+    import shutil
+    shutil.rmtree(out / "runs" / "tiny-mlp-s1")
     monkeypatch.undo()
     calls = []
     real_fit = __import__("nnzoo.train", fromlist=["fit"]).fit
     monkeypatch.setattr("nnzoo.train.fit", lambda cfg: calls.append(cfg.name) or real_fit(cfg))
     run_suite(suite, out)
     assert calls == ["tiny-mlp-s1"]
+    assert "Mixed configs" not in written["tiny"].read_text()
+    # a rerun of one model under another budget: the table names the cells that now differ from the rest
+    md = run_suite(suite, out, ["trainer.max_epochs=2"], only_models=["mlp"])["tiny"].read_text()
+    assert "Mixed configs: 2 cells ran with another config" in md
+    assert "gnn seed 0 (config changed (trainer.max_epochs 1 -> 2))" in md and "mlp seed" not in md
 
 
 def test_missing_environment_variable_fails_before_training(tmp_path, monkeypatch):
@@ -345,3 +358,52 @@ def test_product_ceiling_replays_every_product_the_flop_counter_counts():
         ceiling = speed.product_ceiling(calls, repeats=1)
         assert ceiling["products_gflop"] == pytest.approx(gflop, rel=1e-9)
         assert ceiling["products_ms"] > 0
+
+
+def test_model_seeds_give_slow_models_fewer_seeds(tmp_path):
+    path = tmp_path / "seeds.yaml"
+    path.write_text("models: [gnn, transformer]\ndatasets: [mnist_inr]\nseeds: [0, 1, 2]\n"
+                    "model_seeds: {transformer: [0]}\n")
+    suite = load_suite(str(path))
+    assert suite.cells() == [("mnist_inr", "gnn", 0), ("mnist_inr", "gnn", 1), ("mnist_inr", "gnn", 2),
+                             ("mnist_inr", "transformer", 0)]
+    path.write_text("models: [gnn]\ndatasets: [mnist_inr]\nmodel_seeds: {mlp: [0]}\n")
+    with pytest.raises(NnzooError, match="model_seeds"):
+        load_suite(str(path))
+
+
+def test_the_best_point_is_the_first_best_validation_and_the_table_shows_it():
+    history = [{"step": 10, "epoch": 0, "networks": 100, "val/acc": 0.2},
+               {"step": 20, "epoch": 1, "networks": 200, "val/acc": 0.5},
+               {"step": 30, "epoch": 2, "networks": 300, "val/acc": 0.5},
+               {"step": 40, "epoch": 3, "networks": 400, "val/acc": 0.4}]
+    assert benchmark.best_point(history)["epoch"] == 1
+    losses = [{"step": r["step"], "epoch": r["epoch"], "networks": r["networks"], "val/mse": r["val/acc"]}
+              for r in history]
+    assert benchmark.best_point(losses)["epoch"] == 0  # lowest is best
+    assert benchmark.best_point([{"step": 1, "networks": 5, "val/acc": 0.3}]) is None  # no epochs recorded
+    cell = {"test/acc": 0.6, "num_parameters": 10, "train_seconds": 5.0, "epochs": 4,
+            "dataset": {"num_train": 100}, "history": history}
+    row = benchmark._cell_row("gnn", cell)
+    assert (row["best_epoch"], row["best_networks"]) == (2, 200)
+    table = benchmark.markdown_table([{"model": "gnn", "metric": "test/acc", "mean": 0.6, "std": 0.0, "seeds": 1,
+                                       "params": 10, "train_seconds": 5.0, "networks_per_s": 20.0, "epochs": 4,
+                                       "best_epoch": 2.0, "best_networks": 200.0, "published": "", "note": ""}])
+    header, _, line = table.splitlines()
+    assert "| best epoch | networks seen at best |" in header
+    assert "| 0.600 ± — (1 seed) | 1 |" in line and "| 4 | 2 | 0.00 M |" in line
+
+
+def test_learning_curves_keep_every_point_of_seeds_that_stopped_at_different_epochs(tmp_path):
+    path = tmp_path / "two.yaml"
+    path.write_text("models: [gnn]\ndatasets: [mnist_inr]\nseeds: [0, 1]\n")
+    suite = load_suite(str(path))
+    for seed, accs in ((0, [0.2, 0.4]), (1, [0.1, 0.3, 0.5])):  # seed 0 stopped early
+        history = [{"step": 10 * (i + 1), "epoch": i, "networks": 100 * (i + 1), "val/acc": a} for i, a in enumerate(accs)]
+        benchmark.write_json(tmp_path / "cells" / f"mnist_inr-gnn-s{seed}.json",
+                             {"model": "gnn", "data": "mnist_inr", "seed": seed, "num_parameters": 1, "train_seconds": 1.0,
+                              "epochs": len(accs), "dataset": {"num_train": 100}, "test/acc": 0.5, "history": history})
+    curve = benchmark.learning_curves(suite, tmp_path, "mnist_inr")["gnn"]
+    assert [c[0] for c in curve] == [100.0, 200.0, 300.0]
+    assert [round(c[1], 6) for c in curve] == [0.15, 0.35, 0.5]
+    assert curve[2][2] == 0.0 and curve[0][2] > 0  # the last point has one seed: no band

@@ -60,8 +60,16 @@ def test_trainer_arguments_are_checked_against_the_signature(override, words, ca
     assert words in _one_line(capsys)
 
 
-def test_fast_dev_run_and_no_logger(tiny_inr_root, tmp_path):
-    run, metrics = _fit(tiny_inr_root, tmp_path, "trainer.fast_dev_run=true", "trainer.logger=false")
+def test_fast_dev_run_is_a_dry_run_that_writes_nothing(tiny_inr_root, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert main(tiny_fit_args(tiny_inr_root, runs, "trainer.fast_dev_run=true")) == 0
+    out = capsys.readouterr().out
+    assert "dry run (trainer.fast_dev_run): nothing was written" in out and "test/acc" in out
+    assert not runs.exists() or not list(runs.rglob("*")), "no run folder, checkpoint, log or metrics"
+
+
+def test_no_logger_writes_no_events(tiny_inr_root, tmp_path):
+    run, metrics = _fit(tiny_inr_root, tmp_path, "trainer.max_steps=1", "trainer.logger=false")
     assert metrics["steps"] == 1 and "test/acc" in metrics
     assert not list(run.rglob("events.out.tfevents*")), "logger=false writes no TensorBoard events"
 
@@ -170,7 +178,7 @@ def test_resume_logs_no_step_twice(tiny_inr_root, tmp_path):
                               "trainer.log_every_n_steps=1", "trainer.max_epochs=3", "resume=true")) == 0
     with (run / "metrics.csv").open(newline="") as file:
         rows = list(csv.DictReader(file))
-    assert not any("123" in v for r in rows for v in r.values() if v), "the crashed run's steps were dropped"
+    assert not any(v == "123.0" for r in rows for v in r.values() if v), "the crashed run's steps were dropped"
     assert min(int(r["step"]) for r in rows) < steps, "rows before the resume are kept"
     train = [int(r["step"]) for r in rows if r.get("lr-AdamW")]
     assert len(train) == len(set(train)), "each training step logged once"

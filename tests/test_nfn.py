@@ -223,11 +223,12 @@ def _tiny_public_zoo(folder: Path, nets: int = 24) -> None:
 
 @pytest.mark.parametrize("name", MODELS)
 def test_fit_smoke_on_a_cnn_zoo(name, tmp_path, nnzoo_home):
-    """``nnzoo fit --model <nfn> --data cnn_zoo trainer.fast_dev_run=true``: the reference zoo recipe (batch 8,
+    """``nnzoo fit --model <nfn> --data cnn_zoo trainer.max_steps=1``: the reference zoo recipe (batch 8,
     channels 16-16-5, BCE) runs one training step, validation and test through nnzoo.train."""
     _tiny_public_zoo(tmp_path / "zoo")
     args = ["fit", "--model", name, "--data", "cnn_zoo", f"data.root={tmp_path / 'zoo'}", "data.split_file=none",
-            f"run_dir={tmp_path / 'runs'}", "trainer.fast_dev_run=true", "trainer.logger=false",
+            f"run_dir={tmp_path / 'runs'}", "trainer.max_steps=1", "trainer.limit_val_batches=1",
+            "trainer.limit_test_batches=1", "trainer.logger=false",
             "trainer.enable_progress_bar=false"]
     assert main(args) == 0
     (metrics_file,) = (tmp_path / "runs").glob("*/version_*/metrics.json")

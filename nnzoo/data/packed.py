@@ -45,6 +45,9 @@ TEST_FRACTION = 0.1
 """Fractions of a random split (used when the CSV has no ``split`` column); at least one network each."""
 TASKS = ("classification", "regression")
 TARGET_COLUMNS = {"classification": "label", "regression": "target"}
+MAX_CLASSES = 100_000
+"""Most classes ``--classes`` may declare: ``--classes 99999999999`` would otherwise build a list of 10^11
+names (and a model head as wide) before reading anything."""
 
 
 def packs_folder(home: str | os.PathLike | None = None) -> Path:
@@ -59,21 +62,43 @@ def parse_classes(value: str | int | list[str] | None) -> list[str] | None:
     if isinstance(value, list):
         names = [str(v).strip() for v in value]
     elif isinstance(value, int) or str(value).strip().isdigit():
-        count = int(value)
+        text = str(value).strip()
+        if len(text) > len(str(MAX_CLASSES)) or int(text) > MAX_CLASSES:  # the length first: int('9' * 5000) fails
+            raise NnzooError(f"--classes {text[:20]}{'...' if len(text) > 20 else ''}: at most {MAX_CLASSES:,} "
+                             "classes (each is a name in memory and an output of the model); declare fewer")
+        count = int(text)
         if count < 2:
             raise NnzooError(f"--classes {count}: a classification needs at least 2 classes")
         return [str(i) for i in range(count)]
     else:
         names = [n.strip() for n in str(value).split(",")]
+    if len(names) > MAX_CLASSES:
+        raise NnzooError(f"--classes names {len(names):,} classes; at most {MAX_CLASSES:,}, declare fewer")
     if len(names) < 2 or any(not n for n in names) or len(set(names)) != len(names):
         raise NnzooError(f"--classes must be a count >= 2 or at least two distinct comma-separated names, "
                          f"got {str(value)[:60]!r}")
+    clash = next(((i, n) for i, n in enumerate(names) if _as_index(n) is not None and n != str(i)), None)
+    if clash is not None:  # labels are names or indices: a number naming another position means two classes
+        i, n = clash
+        raise NnzooError(f"--classes {str(value)[:60]}: the name {n!r} is a number but class {i}; a label {n} "
+                         f"would mean both the class named {n!r} and class {_as_index(n)}. A name that is a number "
+                         f"must be its own index (0,1,2,...): list them in that order, or name them otherwise "
+                         f"(e.g. c{n})")
     return names
+
+
+def _as_index(text: str) -> int | None:
+    """What a label reads as when it is taken as an index (``int(text)``), or None."""
+    try:
+        return int(text) if len(text) <= 20 else None
+    except ValueError:
+        return None
 
 
 def read_spec_file(path: str | os.PathLike) -> NetworkSpec:
     """A :class:`NetworkSpec` from a JSON file of ``spec.to_dict()`` (e.g. of ``spec_from_module(net)``)."""
-    data = read_json(path, "spec file")
+    from nnzoo.checks import read_json as read_nested_json
+    data = read_nested_json(path, "spec file")  # RecursionError too: one line
     try:
         return NetworkSpec.from_dict(data)
     except NnzooError as exc:
@@ -184,6 +209,8 @@ def pack_networks(folder: str | os.PathLike, labels: str | os.PathLike, name: st
     for option, value in (("--val-fraction", val_fraction), ("--test-fraction", test_fraction)):
         if not 0.0 < value < 1.0:
             raise NnzooError(f"{option} must be a fraction in (0, 1), got {value}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:  # torch takes 64-bit seeds
+        raise NnzooError(f"--seed must be a whole number from 0 to 2**63 - 1, got {str(seed)[:40]}")
     task, rows, has_split = _read_labels(labels, task)
     declared = parse_classes(classes)
     if task == "classification" and declared is None:

@@ -183,7 +183,8 @@ def read_image(image: str | os.PathLike | np.ndarray | Tensor, *, size: tuple[in
                invert: bool = False) -> Tensor:
     """An image as a ``size`` float tensor in ``[0, 1]``, ready for :func:`fit_sirens`.
 
-    ``image`` is a path (PNG, JPEG or anything matplotlib/Pillow reads) or an array/tensor
+    ``image`` is a path (PNG, JPEG or anything Pillow reads, at most
+    :data:`nnzoo.data.images.MAX_IMAGE_PIXELS` pixels) or an array/tensor
     ``(H, W)``, ``(H, W, C)`` or ``(1, H, W)``: integer values are scaled by their type's
     maximum (uint8: 255), floats must already lie in ``[0, 1]``.  Colour is converted to
     grayscale (ITU-R 601 luma; an alpha channel is composited over black), ``invert`` maps
@@ -195,16 +196,8 @@ def read_image(image: str | os.PathLike | np.ndarray | Tensor, *, size: tuple[in
     """
     name = str(image) if isinstance(image, (str, os.PathLike)) else "image array"
     if isinstance(image, (str, os.PathLike)):
-        path = Path(image)
-        if not path.is_file():
-            raise NnzooError(f"image not found: {path}")
-        from matplotlib import image as mpimg
-        try:
-            array = np.asarray(mpimg.imread(path))
-        except Exception as exc:  # Pillow/matplotlib raise many types for unreadable files
-            first = (str(exc).splitlines() or [exc.__class__.__name__])[0][:120]
-            raise NnzooError(f"cannot read image {path}: corrupt or not an image ({first}); "
-                             "pass a PNG or JPEG file") from None
+        from nnzoo.data.images import read_image_file
+        array = read_image_file(image)  # the one image reader: its pixel limit is checked before decoding
     else:
         array = image.detach().cpu().numpy() if isinstance(image, Tensor) else np.asarray(image)
     if array.ndim == 3 and array.shape[0] == 1:
@@ -257,6 +250,33 @@ def border_mean(image: Tensor) -> float:
     return float(_border(image).mean())
 
 
+MAX_FIT_STEPS = 1_000_000
+"""Most Adam steps a SIREN fit may take (hours on a CPU; the recipe's 1,000 reach 40 dB): a larger count
+is a typo (``--steps 1e23`` overflows the step counters)."""
+
+MAX_SEED = 2**63 - 1
+"""Largest seed of a SIREN initialisation (``torch.Generator.manual_seed`` takes 64-bit seeds)."""
+
+
+def check_fit_options(steps: Any, lr: Any, psnr_target: Any, seed: Any) -> None:
+    """Refuse a fit that cannot give an INR, in one line naming the option: no step at all (``--steps 0`` or
+    ``-1`` wrote the untrained initialisation, exit 0), an overflowing count or seed, a NaN target."""
+    def whole(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if steps is not None and not (whole(steps) and 1 <= steps <= MAX_FIT_STEPS):
+        raise NnzooError(f"--steps must be a whole number of Adam steps from 1 to {MAX_FIT_STEPS:,}, got {steps!r}; "
+                         "fewer than one step writes an unfitted INR")
+    if not (whole(seed) and 0 <= seed <= MAX_SEED):
+        raise NnzooError(f"--seed must be a whole number from 0 to 2**63 - 1, got {seed!r}")
+    if lr is not None and not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and 0 < lr <= 1):
+        raise NnzooError(f"lr must be a learning rate in (0, 1], got {lr!r}")
+    if psnr_target is not None and not (isinstance(psnr_target, (int, float)) and not isinstance(psnr_target, bool)
+                                        and psnr_target > 0):
+        raise NnzooError(f"--psnr-target must be a PSNR in dB above 0 (e.g. 40; inf runs every step), "
+                         f"got {psnr_target!r}")
+
+
 def fit_images(images: Sequence[str | os.PathLike | np.ndarray | Tensor], *, spec: NetworkSpec | None = None,
                size: tuple[int, int] = IMAGE_SIZE, invert: bool = False, steps: int | None = None,
                lr: float | None = None, psnr_target: float | None = None, seed: int = 0,
@@ -270,6 +290,7 @@ def fit_images(images: Sequence[str | os.PathLike | np.ndarray | Tensor], *, spe
     target (``psnr_target=math.inf`` runs every step).  ``seed`` fixes the initialisation.
     """
     from nnzoo.data.builders.inr import InrBuildConfig  # the builder imports this module
+    check_fit_options(steps, lr, psnr_target, seed)  # before any image is read or anything fitted
     recipe = InrBuildConfig()
     spec = spec or siren_spec(recipe.widths, w0=recipe.w0)
     psnr_target = recipe.psnr_target if psnr_target is None else psnr_target

@@ -14,15 +14,21 @@ MODELS: Registry[type[nn.Module]] = Registry("model")
 
 
 def register_model(name: str, summary: str, tasks: tuple[str, ...] = ("classification", "regression"),
-                   conv: bool = True, heterogeneous: bool = True, invariant: bool = True):
+                   conv: bool = True, heterogeneous: bool = True, invariant: bool = True,
+                   reads_norm: bool = True, io_ordered: bool = True):
     """Register a model class.
 
     ``conv``: handles convolutional networks; ``heterogeneous``: handles a
     dataset mixing architectures; ``invariant``: its output is invariant to
-    hidden-neuron permutations by construction.
+    hidden-neuron permutations by construction.  Two declarations the
+    sensitivity tests read instead of model names: ``reads_norm``, it reads
+    normalisation tensors (BatchNorm scale, shift, running statistics);
+    ``io_ordered``, its output depends on the order of the input and output
+    neurons (which are not symmetries: a set-based model such as StatNN,
+    which pools every tensor, is blind to it by design).
     """
     return MODELS.register(name, summary, tasks=tasks, conv=conv, heterogeneous=heterogeneous,
-                           invariant=invariant)
+                           invariant=invariant, reads_norm=reads_norm, io_ordered=io_ordered)
 
 
 def check_task(name: str, task: str, data: str) -> None:

@@ -41,7 +41,8 @@ def tensor_statistics(params: Tensor, spec: NetworkSpec, max_layers: int) -> Ten
     return out.flatten(1)
 
 
-@register_model("statnn", "MLP on per-tensor weight statistics (mean, var, quantiles); CNN-zoo baseline")
+@register_model("statnn", "MLP on per-tensor weight statistics (mean, var, quantiles); CNN-zoo baseline",
+                reads_norm=False, io_ordered=False)  # statistics of weights and biases only, pooled per tensor
 class StatNN(nn.Module):
     """Statistics of the (standardised, if the dataset says so) tensors -> MLP (reference: two hidden layers of 1000)."""
 

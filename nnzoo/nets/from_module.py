@@ -416,6 +416,8 @@ def spec_from_state_dict(state_dict: Mapping[str, object], activation: str = "re
     if activation not in ACTIVATIONS or activation == "none":
         raise NnzooError(f"activation must be one of {', '.join(a for a in ACTIVATIONS if a != 'none')}, "
                          f"got {activation!r}")
+    from nnzoo.checks import check_plain_tensors
+    check_plain_tensors(state_dict, source)  # a sparse or nested tensor has no usable shape
     entries = tensor_entries(state_dict)
     if not entries:
         raise NnzooError(f"{source}: no '*weight'/'*bias' tensors, so the architecture cannot be read off the keys; "

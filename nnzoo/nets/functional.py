@@ -156,6 +156,8 @@ def infer_mlp_widths(state_dict: Mapping[str, object], source: str | Path = "sta
     ``net.0.linear.weight``, all weights before all biases...); keys without role names are read
     by position (2-D tensors in file order).
     """
+    from nnzoo.checks import check_plain_tensors
+    check_plain_tensors(state_dict, source)
     entries = tensor_entries(state_dict)
     weights = ([(k, v) for k, v in entries if _suffix(k) == "weight"] if entries else
                [(k, v) for k, v in _unnamed_entries(state_dict) if v.dim() == 2])
@@ -229,6 +231,8 @@ def state_dict_to_params(state_dict: Mapping[str, object], spec: NetworkSpec,
     running statistics and 1-D ``weight``.  Only when no key names a role are the tensors matched
     to the slots by position.  Every mismatch is one line naming the file, the key and both shapes.
     """
+    from nnzoo.checks import check_plain_tensors, check_renders_finite
+    check_plain_tensors(state_dict, source)  # sparse, meta, nested, quantized, complex: one line, not torch's
     entries = tensor_entries(state_dict)
     if entries:
         assigned, extra = _assign_by_name(entries, spec)
@@ -261,6 +265,7 @@ def state_dict_to_params(state_dict: Mapping[str, object], spec: NetworkSpec,
                          f"(matched {how}){counts}; wrong architecture")
     if not torch.isfinite(flat).all():
         raise NnzooError(f"{source} contains NaN or Inf weights; re-fit or replace this network")
+    check_renders_finite(flat, spec, source)  # finite weights that still overflow float32 (1e38)
     return flat
 
 

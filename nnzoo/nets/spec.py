@@ -27,6 +27,11 @@ ACTIVATIONS = ("none", "relu", "gelu", "silu", "tanh", "sigmoid", "leaky_relu", 
 
 NORM_ROLES = ("norm_weight", "norm_bias", "running_mean", "running_var")
 
+MAX_NETWORK_PARAMS = 10_000_000
+"""Most parameters one network of a dataset may have (the zoos' networks have 1-100 thousand): every dataset
+holds a ``(num_networks, num_params)`` tensor, so ``data.widths=[2,100000,100000,1]`` or a crafted spec file
+would ask for terabytes before anything is read."""
+
 
 @dataclass(frozen=True)
 class LayerSpec:
@@ -111,6 +116,9 @@ class NetworkSpec:
         for src, dst in self.residuals:
             if not 0 <= src < dst <= len(layers):
                 raise NnzooError(f"bad residual ({src}, {dst}) for a {len(layers)}-layer network")
+        if self.num_params > MAX_NETWORK_PARAMS:  # before anything allocates (num_networks, num_params)
+            raise NnzooError(f"a {self.describe()} network has {self.num_params:,} parameters, more than nnzoo's "
+                             f"limit of {MAX_NETWORK_PARAMS:,} per network; check the layer widths")
 
     # ----------------------------------------------------------------- sizes
     @property

@@ -33,7 +33,7 @@ from torch import Tensor
 from nnzoo.data.builders.cache import BUILD_INFO, build_once
 from nnzoo.data.images import IMAGE_SOURCES, load_images
 from nnzoo.errors import NnzooError, check_choice
-from nnzoo.io import write_json
+from nnzoo.io import save_tensors, write_json
 from nnzoo.nets.cnn import INITS, cnn_forward, cnn_init
 from nnzoo.nets.spec import LayerSpec, NetworkSpec
 from nnzoo.progress import console, progress_bar
@@ -288,7 +288,7 @@ def _write_build_info(folder: Path, kind: str, config: CnnBuildConfig, acc: Tens
                               "max": acc.max().item()},
             "diverged": diverged, "train_seconds": seconds, "networks_per_second": len(acc) / seconds,
             "test_images": len(images.test_x), "torch_threads": torch.get_num_threads(), **extra}
-    torch.save({"test_x": images.test_x, "test_y": images.test_y}, folder / "test_images.pt")
+    save_tensors(folder / "test_images.pt", {"test_x": images.test_x, "test_y": images.test_y})
     write_json(folder / BUILD_INFO, info)
     console.print(f"built {len(acc)} CNNs in {seconds:.0f} s: test accuracy {info['test_accuracy']['mean']:.3f} "
                   f"± {info['test_accuracy']['std']:.3f} (min {info['test_accuracy']['min']:.3f}, max "

@@ -27,7 +27,7 @@ from torch import Tensor
 from nnzoo.data.builders.cache import BUILD_INFO, build_once
 from nnzoo.data.formats.dwsnets import SPLITS, write_dwsnets
 from nnzoo.data.images import load_images
-from nnzoo.data.siren_fit import fit_sirens
+from nnzoo.data.siren_fit import MAX_FIT_STEPS, fit_sirens
 from nnzoo.errors import NnzooError, check_choice
 from nnzoo.io import read_json, write_json
 from nnzoo.nets.spec import siren_spec
@@ -99,7 +99,7 @@ class InrBuildConfig:
             raise NnzooError(f"data.build.val_fraction + data.build.test_fraction must stay below 1 (leaving "
                              f"training INRs), got {self.val_fraction:g} + {self.test_fraction:g}")
         check_choice("data.build.init", self.init, ("siren", "dws"))
-        _whole("steps", self.steps, 1, None)
+        _whole("steps", self.steps, 1, MAX_FIT_STEPS, "Adam steps per SIREN")
         if not _real(self.lr) or not 0 < self.lr <= 1:
             raise NnzooError(f"data.build.lr must be a learning rate in (0, 1], got {_short(self.lr)}")
         if not _real(self.psnr_target) or not 0 < self.psnr_target <= 200:

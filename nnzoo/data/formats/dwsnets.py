@@ -80,7 +80,7 @@ def write_dwsnets(root: str | os.PathLike, spec: NetworkSpec, params: dict[str, 
             tree = f"{prefix}-inrs" + (f"-view{view}" if view else "")
             rel = Path(tree) / f"{prefix}_png_{folder}_{label}_{image}" / "checkpoints" / "model_final.pth"
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            torch.save(params_to_state_dict(flat, spec, prefix="seq"), root / rel)
+            save_tensors(root / rel, params_to_state_dict(flat, spec, prefix="seq"))
             paths.append(str(rel))
             names.append(str(label))
         splits[split] = {"path": paths, "label": names}
@@ -146,7 +146,8 @@ def read_splits(splits_path: str | os.PathLike,
     label (a stray ``"99"`` must not turn MNIST into a 100-class problem).  Without
     ``num_classes`` (direct calls) only non-negative labels below 2**31 are required.
     """
-    data = read_json(splits_path, "splits file")  # one line for bad JSON, integers of > 4,300 digits too
+    from nnzoo.checks import read_json as read_nested_json
+    data = read_nested_json(splits_path, "splits file")  # one line for bad JSON, > 4,300-digit integers, deep nesting
     bound = _UNDECLARED_CLASSES if num_classes is None else num_classes
     allowed = f"0..{bound - 1}" if num_classes is not None else "0 or more"
     result = {}
