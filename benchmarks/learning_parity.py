@@ -354,7 +354,9 @@ def summarise(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Final validation accuracy / loss per seed for both models, their means, the paired difference."""
     seeds = sorted(runs, key=int)
     out: dict[str, Any] = {"seeds": [int(s) for s in seeds]}
-    for metric in ("val_acc", "val_loss"):
+    for metric in ("val_acc", "val_loss", "train_loss_last_eval_window"):
+        if any(metric not in runs[s][m]["curve"][-1] for s in seeds for m in ("nnzoo", "reference")):
+            continue
         ours = [runs[s]["nnzoo"]["curve"][-1][metric] for s in seeds]
         ref = [runs[s]["reference"]["curve"][-1][metric] for s in seeds]
         out[metric] = {"nnzoo": ours, "reference": ref, "nnzoo_mean_std": mean_std(ours),
@@ -376,6 +378,9 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [f"# Learning parity with the reference: {cfg['model']} ({result['reference_class']})", "",
              "Commands:", "", "```"]
     lines += result["commands"] + ["```", ""]
+    if result.get("check_only"):
+        lines += ["**Check only: no training was run** (`--check-only`); the recipe below is what a training run "
+                  "would use.", ""]
     lines += [f"Data: `{cfg['data']}` ({result['data']['sizes']['train']} train / {result['data']['sizes']['val']} val "
               f"INRs). {cfg['steps']} steps of batch {cfg['batch_size']}, AdamW lr {cfg['lr']:g}, weight decay "
               f"{cfg['weight_decay']:g}, amsgrad, clip {cfg['clip']:g}, linear warm-up {cfg['warmup']} steps then "
@@ -406,7 +411,12 @@ def markdown(result: dict[str, Any]) -> str:
                      f"{_fmt(loss['nnzoo_mean_std'][0])} ± {_fmt(loss['nnzoo_mean_std'][1])} |")
         lines += ["", f"Paired difference nnzoo − reference (n = {d['n']} seeds): val acc {d['mean']:+.4f} ± "
                   f"{_fmt(d['std'], 4)}, t = {_fmt(d['t'], 2)}, two-sided p = {_fmt(d['p'], 3)}; val loss "
-                  f"{dl['mean']:+.4f} ± {_fmt(dl['std'], 4)}, t = {_fmt(dl['t'], 2)}, p = {_fmt(dl['p'], 3)}.", ""]
+                  f"{dl['mean']:+.4f} ± {_fmt(dl['std'], 4)}, t = {_fmt(dl['t'], 2)}, p = {_fmt(dl['p'], 3)}" +
+                  ("; training loss over the last {} steps {:+.4f} ± {}, t = {}, p = {} (reference {} ± {}, nnzoo {} ± {})"
+                   .format(cfg["eval_every"], tl["difference"]["mean"], _fmt(tl["difference"]["std"], 4),
+                           _fmt(tl["difference"]["t"], 2), _fmt(tl["difference"]["p"], 3),
+                           *map(_fmt, tl["reference_mean_std"]), *map(_fmt, tl["nnzoo_mean_std"]))
+                   if (tl := summary.get("train_loss_last_eval_window")) else "") + ".", ""]
     seeds = sorted(result["runs"], key=int)
     if seeds:
         lines += ["Validation accuracy curves (reference / nnzoo):", "",
@@ -660,6 +670,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--check-only", action="store_true",
                     help="only the weight-map check and the time of --time-steps training steps of each model")
     ap.add_argument("--time-steps", type=int, default=2)
+    ap.add_argument("--render-only", action="store_true", help="rewrite --out's report from its JSON (no training)")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -671,6 +682,15 @@ def main(argv: list[str] | None = None) -> None:
     site = args.ref_site or (args.reference.parent / "site" if (args.reference.parent / "site").is_dir() else None)
     stem = args.out or RESULTS / args.model
     stem.parent.mkdir(parents=True, exist_ok=True)
+    if args.render_only:
+        result = json.loads(stem.with_suffix(".json").read_text())
+        if result["runs"]:
+            result["summary"] = summarise(result["runs"])
+        result["commands"].append("OMP_NUM_THREADS=%s python %s" % (os.environ.get("OMP_NUM_THREADS", "?"), " ".join(
+            shlex.quote(a) for a in [os.path.relpath(__file__, REPO), *sys.argv[1:]])))
+        write_results(result, stem.with_suffix(".json"), stem.with_suffix(".md"))
+        print(markdown(result))
+        return
     shims = setup_reference(args.reference.resolve(), site.resolve() if site else None, args.pyg_std)
 
     dm, data_name = load_data(args.data)
@@ -709,8 +729,10 @@ def main(argv: list[str] | None = None) -> None:
                  "reference_stats_used": ours_stats if args.ref_stats == "nnzoo" else hard_coded},
         "not_matched": [
             "dropout masks (each model draws its own, from the same seed)",
-            "graph LayerNorm (NG-GNN): " + ("the reference normalises over the whole mini-batch, nnzoo per network"
-                                            if args.ref_norm == "batch" else "matched (--ref-norm per-network)"),
+            ("graph LayerNorm: " + ("the reference normalises over the whole mini-batch, nnzoo per network"
+                                    if args.ref_norm == "batch" else "matched (--ref-norm per-network)"))
+            if args.model == "gnn" else "no graph LayerNorm in NG-T (its LayerNorms act on each node and edge); "
+            "nnzoo's masking of padding neurons does nothing with one architecture",
             "input statistics: " + ("the reference's hard-coded ones (its data's) vs nnzoo's from the training split"
                                     if args.ref_stats == "reference" else "matched (--ref-stats nnzoo)"),
             "reference buffers rebuilt from the layout, not copied: " + ", ".join(REF_UNMAPPED[args.model] or ("none",)),
@@ -750,6 +772,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"weight map check: {json.dumps(result['check'])}", flush=True)
         order = batch_order(len(train_labels), args.batch_size, steps, seed)
         if args.check_only:
+            result["check_only"] = True
             result["timing_steps"] = {}
             for label, model, fwd in (("reference", ref, lambda p: ref(reference_inputs(spec, p))),
                                       ("nnzoo", ours, lambda p: ours(_weight_batch(spec, p)))):

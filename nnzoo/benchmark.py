@@ -33,7 +33,7 @@ from rich.markup import escape
 
 from nnzoo.config import compose, load_yaml
 from nnzoo.errors import IncompatibleError, NnzooError
-from nnzoo.io import finite_or_none, load_tensors, read_json, shipped_folder, write_json, write_text
+from nnzoo.io import cache_home, finite_or_none, load_tensors, read_json, shipped_folder, write_json, write_text
 from nnzoo.progress import console, progress_bar
 
 # Test metric reported per task, and whether higher is better.
@@ -190,6 +190,7 @@ def run_suite(suite: Suite, out: Path, extra_overrides: list[str] | tuple[str, .
     for (data, model, seed), why in stale.items():
         console.print(f"[yellow]stale[/] {data}-{model}-s{seed}: {escape(why)}", highlight=False)
     cells_dir.mkdir(parents=True, exist_ok=True)
+    link_runs(out)
     print_status(suite, out, configs)
     with progress_bar(len(todo), f"suite {suite.name}") as advance:
         for data, model, seed in todo:
@@ -202,6 +203,24 @@ def run_suite(suite: Suite, out: Path, extra_overrides: list[str] | tuple[str, .
                     print_status(suite, out, configs)
             advance(1)
     return write_tables(suite, out, configs)
+
+
+def link_runs(out: Path) -> Path:
+    """``<out>/runs``, the cells' run folders (checkpoints, logs), as a link into ``$NNZOO_HOME/benchmark-runs/``
+    when it does not exist yet.  The results (``cells/``, tables) belong to the repository; the runs are large
+    and ignored by git, and a fresh checkout on the same machine finds its interrupted cells again through the
+    link under the same path (checkpoints record their folder by its path).  An existing folder is kept."""
+    runs = out / "runs"
+    if runs.exists() or runs.is_symlink():
+        return runs
+    key = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:12]
+    target = cache_home() / "benchmark-runs" / f"{out.name}-{key}"
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        runs.symlink_to(target, target_is_directory=True)
+    except OSError:  # no symlinks here (some filesystems): a plain folder
+        runs.mkdir(exist_ok=True)
+    return runs
 
 
 def suite_configs(suite: Suite, out: Path, extra_overrides: list[str] | tuple[str, ...] = ()) -> dict[tuple, Any]:

@@ -124,14 +124,3 @@ def check_resumed_logs(version_dir: Path) -> None:
     except (UnicodeDecodeError, csv.Error, OSError) as exc:
         raise NnzooError(f"resume=true: {path} cannot be read back as UTF-8 CSV ({type(exc).__name__}: "
                          f"{str(exc)[:80]}); {fix}") from None
-
-
-def read_json(path: str | Path, what: str = "JSON file") -> Any:
-    """:func:`nnzoo.io.read_json`, and one line for a file nested too deeply for Python's parser (``[[[[...``
-    100,000 deep raises RecursionError, which is not a ValueError)."""
-    from nnzoo.io import read_json as read
-    try:
-        return read(path, what)
-    except RecursionError:
-        raise NnzooError(f"{what} {path} is not valid JSON for nnzoo (nested too deeply to parse); restore or "
-                         "regenerate it") from None

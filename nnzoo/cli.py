@@ -25,6 +25,7 @@ import argparse
 import errno
 import re
 import sys
+import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -323,15 +324,18 @@ def _predict_epilog() -> str:
     card = input_convention(DataInfo("mnist_inr", "classification", 10, (siren_spec(),)))
     return "\n".join(["input convention of the mnist_inr checkpoints (gnn-mnist_inr, ...):",
                       *format_convention({k: v for k, v in card.items() if k != "target"}),
-                      "every checkpoint's card (CNNs included): nnzoo list checkpoints --details"])
+                      "every checkpoint's card (CNNs included): nnzoo list checkpoints --details", "",
+                      "examples:", *(f"  {line}" for line in EXAMPLES["predict"])])
 
 
 def _inr_fit_epilog() -> str:
     from nnzoo.data.builders.inr import InrBuildConfig
     r = InrBuildConfig()
-    return (f"Defaults are the recipe of the built mnist_inr data: at most {r.steps} Adam steps (lr {r.lr:g}), "
-            f"stopping at {r.psnr_target:g} dB, '{r.init}' initialisation. Python: "
-            "nnzoo.data.siren_fit.fit_image(path_or_array).save('digit.pth').")
+    return (textwrap.fill(f"Defaults are the recipe of the built mnist_inr data: at most {r.steps} Adam steps "
+                          f"(lr {r.lr:g}), stopping at {r.psnr_target:g} dB, '{r.init}' initialisation. Python: "
+                          "nnzoo.data.siren_fit.fit_image(path_or_array).save('digit.pth').", 79)
+            + "\n\nexamples:\n"
+            + "\n".join(f"  {line}" for line in EXAMPLES["inr fit"]))
 
 
 def _model_rows() -> list[list[str]]:
@@ -441,9 +445,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="print the merged config of a run")
     with_selection(p)
     p.set_defaults(func=cmd_config)
-    p = sub.add_parser("build", help="build (or locate) a dataset without training")
-    p.add_argument("--data")
-    p.add_argument("overrides", nargs="*")
+    p = sub.add_parser("build", help="build (or locate) a dataset without training",
+                       description="Build a dataset offline (fit its SIRENs, train its CNNs) or find it in the cache "
+                                   "($NNZOO_HOME, by a hash of its recipe), then print where it is; with data.root "
+                                   "set, check the public files there instead.")
+    p.add_argument("--data", required=True, help="dataset name (nnzoo list data) or a data YAML file")
+    p.add_argument("overrides", nargs="*", help="data options key=value, e.g. data.build.size=5000 "
+                                                "data.build.views=2 (nnzoo config --data NAME lists them)")
     p.set_defaults(func=cmd_build, model=None, trainer="default")
     p = sub.add_parser("pack", help="pack a folder of your own networks + a CSV of labels into a dataset "
                                     "(nnzoo fit --data packed data.pack=NAME)",
@@ -520,12 +528,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inr", help="make INRs of your own images (nnzoo inr fit)")
     inr = p.add_subparsers(dest="inr_command", required=True)
     p = inr.add_parser("fit", help="fit a SIREN to each image, in the convention of the mnist_inr checkpoints",
-                       description="Fit one SIREN (2-32-32-1, sine, w0 = 30, output + 0.5) per image on the public "
-                                   "coordinate grid and save its state dict (seq.{i}.{weight,bias}) for "
-                                   "`nnzoo predict --checkpoint gnn-mnist_inr OUT.pth`. Images are converted to "
-                                   "grayscale, padded to a square and resized to 28x28. MNIST digits are white "
-                                   "strokes on black: pass --invert for a dark drawing on light paper.",
-                       epilog=_inr_fit_epilog)
+                       description=textwrap.fill(
+                           "Fit one SIREN (2-32-32-1, sine, w0 = 30, output + 0.5) per image on the public "
+                           "coordinate grid and save its state dict (seq.{i}.{weight,bias}) for "
+                           "`nnzoo predict --checkpoint gnn-mnist_inr OUT.pth`. Images are converted to "
+                           "grayscale, padded to a square and resized to 28x28. MNIST digits are white "
+                           "strokes on black: pass --invert for a dark drawing on light paper.", 79),
+                       epilog=_inr_fit_epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG/JPEG files (white digit on black)")
     p.add_argument("-o", "--output", required=True,
                    help="OUT.pth for one image, or a folder: FOLDER/<image name>.pth for each")
@@ -544,10 +553,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing checkpoint of that name")
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("list", help="list models, datasets, checkpoints and configs")
-    p.add_argument("what", nargs="?", default="all", choices=("all", "models", "data", "checkpoints", "configs"))
+    p.add_argument("what", nargs="?", default="all", choices=("all", "models", "data", "checkpoints", "configs"),
+                   help="what to list (default all): models with their parameter count and the tasks and networks "
+                        "they read; datasets; pretrained checkpoints with their metrics and input convention; the "
+                        "shipped configs and benchmark suites")
     p.add_argument("--details", action="store_true", help="with checkpoints: print each input-convention card")
     p.set_defaults(func=cmd_list)
+    for name, each in sub.choices.items():
+        if each.epilog is None and name in EXAMPLES:
+            each.epilog = "examples:\n" + "\n".join(f"  {line}" for line in EXAMPLES[name])
+            each.formatter_class = argparse.RawDescriptionHelpFormatter
     return parser
+
+
+EXAMPLES = {
+    "fit": ["nnzoo fit --model gnn --data mnist_inr",
+            "nnzoo fit --model transformer --data mnist_inr trainer.max_epochs=50 seed=1",
+            "nnzoo fit --config runs/mnist_inr-gnn/version_0/config.yaml          # re-run a run",
+            "nnzoo fit --model gnn --data mnist_inr resume=true                    # continue a killed run"],
+    "config": ["nnzoo config --model gnn --data cnn_zoo", "nnzoo config --model dwsnet --data mnist_inr optim.lr=1e-3"],
+    "build": ["nnzoo build --data mnist_inr", "nnzoo build --data mnist_inr data.build.size=5000 data.build.views=2",
+              "nnzoo build --data cnn_zoo data.root=/data/small-cnn-zoo/mnist      # check public files"],
+    "pack": ["nnzoo pack nets/ --labels labels.csv --name mynets --classes 3",
+             "nnzoo pack nets/ --labels labels.csv --name mynets --classes cat,dog,bird --spec spec.json",
+             "nnzoo fit --model gnn --data packed data.pack=mynets"],
+    "test": ["nnzoo test --checkpoint gnn-mnist_inr",
+             "nnzoo test --checkpoint runs/mnist_inr-gnn/version_0/checkpoints/best.ckpt --output test.json"],
+    "validate": ["nnzoo validate --checkpoint runs/mnist_inr-gnn/version_0/checkpoints/best.ckpt"],
+    "benchmark": ["nnzoo benchmark quick", "nnzoo benchmark converged threads=1 &  nnzoo benchmark converged threads=1",
+                  "nnzoo benchmark converged --status", "nnzoo benchmark repro --models gnn trainer.max_epochs=2"],
+    "export": ["nnzoo export runs/mnist_inr-gnn/version_0 --name my-gnn",
+               "nnzoo predict --checkpoint my-gnn digit.pth"],
+    "list": ["nnzoo list", "nnzoo list checkpoints --details"],
+    "inr": ["nnzoo inr fit digit.png -o digit.pth --invert"],
+    "inr fit": ["nnzoo inr fit digit.png -o digit.pth --invert", "nnzoo inr fit drawings/*.png -o inrs/ --invert",
+                "nnzoo predict --checkpoint gnn-mnist_inr digit.pth"],
+    "predict": ["nnzoo predict --checkpoint gnn-mnist_inr digit.pth",
+                "nnzoo predict --checkpoint gnn-mnist_inr inrs/ 'more/*.pth'",
+                "nnzoo predict --checkpoint gnn-mnist_inr_dilate digit.pth --output edited/"],
+}
+"""Examples that end each subcommand's help (predict and inr fit have their own, longer ones)."""
 
 
 DEBUG_ENV = "NNZOO_DEBUG"

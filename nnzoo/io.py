@@ -140,6 +140,10 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
     except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, or an integer of over 4,300 digits
         raise NnzooError(f"{what} {p} is not valid JSON ({exc.__class__.__name__}: {exc}); "
                          "restore or regenerate it") from None
+    except RecursionError:  # [[[[... nested deeper than Python's parser goes: not a ValueError
+        raise NnzooError(f"{what} {p} is nested too deeply to parse; restore or regenerate it") from None
+    except IsADirectoryError:
+        raise NnzooError(f"{what} {p} is a folder, not a file") from None
 
 
 def load_tensors(path: str | os.PathLike, what: str = "file") -> Any:

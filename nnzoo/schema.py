@@ -433,9 +433,14 @@ def check_run_start(cfg: DictConfig) -> None:
     """What only fails once a run starts, checked before any work and before a run folder is claimed (one
     line naming the key): every interpolation resolves (:func:`_check_interpolations`), and Lightning accepts
     the trainer options (:func:`check_trainer_options`)."""
-    from nnzoo.train import _trainer_kwargs
     _check_interpolations(cfg)
-    check_trainer_options(_trainer_kwargs(cfg))
+    check_trainer_options(trainer_kwargs(cfg))
+
+
+def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
+    """``lightning.Trainer`` arguments of the config (unset ones left to Lightning; loggers made by nnzoo)."""
+    return {k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items()
+            if v is not None and k != "logger"}
 
 
 def check_trainer_options(kwargs: dict[str, Any]) -> None:

@@ -29,6 +29,7 @@ from nnzoo.data.datamodule import WeightDataModule
 from nnzoo.errors import NnzooError
 from nnzoo.io import load_tensors, write_json, write_text
 from nnzoo.progress import console, quiet_lightning
+from nnzoo.schema import check_run_start, check_trainer_options, trainer_kwargs
 from nnzoo.tasks import WeightSpaceTask, create_task
 from nnzoo.zoo import load_checkpoint
 
@@ -53,11 +54,6 @@ def build_datamodule(cfg: DictConfig) -> WeightDataModule:
                 heterogeneous=meta.get("heterogeneous", False))
     options = to_container(cfg.data)
     return create_datamodule(options.pop("name"), **options)
-
-
-def _trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
-    """``lightning.Trainer`` arguments of the config (unset ones left to Lightning; loggers made by nnzoo)."""
-    return {k: v for k, v in to_container(cfg.trainer).items() if v is not None and k != "logger"}
 
 
 def _run_folder(cfg: DictConfig) -> tuple[str, int | None, Path | None]:
@@ -178,7 +174,6 @@ def fit(cfg: DictConfig) -> RunResult:
 
 
 def _fit(cfg: DictConfig) -> RunResult:
-    from nnzoo.schema import check_run_start
     check_run_start(cfg)  # interpolations resolve, lightning.Trainer takes the options: before any work or folder
     keep_large_allocations_on_heap()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -218,7 +213,7 @@ def _fit(cfg: DictConfig) -> RunResult:
     if cfg.callbacks.early_stopping_patience is not None:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=int(cfg.callbacks.early_stopping_patience),
                                        min_delta=float(cfg.callbacks.early_stopping_min_delta)))
-    kwargs = _trainer_kwargs(cfg)
+    kwargs = trainer_kwargs(cfg)
     show = bool(kwargs.get("enable_progress_bar", True))  # on a terminal a Rich bar, elsewhere plain lines
     kwargs["enable_progress_bar"] = show and console.is_terminal
     if show:
@@ -449,9 +444,11 @@ def evaluate(source: str, split: str = "test", overrides: list[str] | tuple[str,
     datamodule = build_datamodule(cfg)
     datamodule.prepare_data()
     _check_same_data(datamodule.info, module.info, source)
-    kwargs = {**_trainer_kwargs(cfg), "devices": 1, "num_nodes": 1, "strategy": "auto", "logger": False}
+    kwargs = {**trainer_kwargs(cfg), "devices": 1, "num_nodes": 1, "strategy": "auto"}
     if accelerator:
         kwargs["accelerator"] = accelerator
+    check_trainer_options(kwargs)  # one line naming the key, before the data is built
+    kwargs["logger"] = False
     quiet_lightning()
     trainer = L.Trainer(**kwargs)
     loader = datamodule.eval_dataloader(split)

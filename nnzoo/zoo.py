@@ -29,7 +29,6 @@ from omegaconf import OmegaConf
 
 from nnzoo import __version__
 from nnzoo.checks import check_finite_rows, check_plain_tensors, check_weight_dtypes
-from nnzoo.checks import read_json as read_nested_json
 from nnzoo.errors import NnzooError, unknown_name
 from nnzoo.io import atomic_path, cache_home, load_tensors, read_json, sha256_file, shipped_folder, write_json
 
@@ -154,7 +153,7 @@ def _folder_manifest(folder: Path, origin: str) -> dict[str, PretrainedEntry]:
     path = folder / MANIFEST
     if not path.is_file():
         return {}
-    raw = read_nested_json(path, "checkpoint manifest")  # RecursionError too: one line
+    raw = read_json(path, "checkpoint manifest")  # RecursionError too: one line
     listed = raw.get("checkpoints") if isinstance(raw, dict) else None
     if not isinstance(listed, list):
         raise NnzooError(f"checkpoint manifest {path} must be an object with a list 'checkpoints'; restore it "

@@ -48,3 +48,22 @@ def test_piped_listings_never_cut_a_name(nnzoo_home):
     rows = [line.split("│")[1].strip() for line in out.stdout.splitlines() if line.startswith("│")]
     assert set(names) <= set(rows), (names, rows)
     assert "…" not in out.stdout
+
+
+def test_every_subcommand_help_explains_its_arguments_and_ends_with_an_example(capsys):
+    import pytest
+    from nnzoo.cli import main
+    commands = [["fit"], ["config"], ["build"], ["pack"], ["test"], ["validate"], ["benchmark"], ["predict"],
+                ["inr"], ["inr", "fit"], ["export"], ["list"]]
+    for command in commands:
+        with pytest.raises(SystemExit):
+            main([*command, "--help"])
+        text = capsys.readouterr().out
+        tail = [line for line in text.splitlines() if line.strip()][-3:]
+        assert any(line.strip().startswith("nnzoo ") for line in tail), (command, tail)
+        assert "examples:" in text, command
+    for command, words in ((["build"], ["data.build.size", "cache"]), (["list"], ["checkpoints", "suites"])):
+        with pytest.raises(SystemExit):
+            main([*command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert all(w in text for w in words), (command, words)

@@ -209,3 +209,18 @@ def test_the_csv_log_is_never_deleted_and_a_resume_keeps_its_earlier_rows(tmp_pa
         rows = list(csv.DictReader(fh))
     assert [(r["step"], r["val/acc"]) for r in rows] == [("0", "0.0"), ("1", "0.1"), ("2", "0.2"), ("3", "0.9")]
     assert [p.name for p in folder.iterdir()] == ["metrics.csv"]
+
+
+def test_suite_runs_live_in_the_cache_and_a_fresh_checkout_finds_them(tmp_path, monkeypatch):
+    from nnzoo.benchmark import link_runs
+    monkeypatch.setenv("NNZOO_HOME", str(tmp_path / "home"))
+    out = tmp_path / "checkout" / "benchmarks" / "results" / "suite"
+    out.mkdir(parents=True)
+    runs = link_runs(out)
+    (runs / "cell" / "version_0").mkdir(parents=True)
+    assert runs.is_symlink() and (tmp_path / "home" / "benchmark-runs").is_dir()
+    runs.unlink()  # a fresh checkout: the link is gone, the cache is not
+    assert (link_runs(out) / "cell" / "version_0").is_dir()
+    other = tmp_path / "elsewhere"
+    (other / "runs").mkdir(parents=True)
+    assert not link_runs(other).is_symlink(), "an existing folder is kept"

@@ -97,8 +97,7 @@ def _as_index(text: str) -> int | None:
 
 def read_spec_file(path: str | os.PathLike) -> NetworkSpec:
     """A :class:`NetworkSpec` from a JSON file of ``spec.to_dict()`` (e.g. of ``spec_from_module(net)``)."""
-    from nnzoo.checks import read_json as read_nested_json
-    data = read_nested_json(path, "spec file")  # RecursionError too: one line
+    data = read_json(path, "spec file")  # RecursionError too: one line
     try:
         return NetworkSpec.from_dict(data)
     except NnzooError as exc:

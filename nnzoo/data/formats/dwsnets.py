@@ -146,8 +146,7 @@ def read_splits(splits_path: str | os.PathLike,
     label (a stray ``"99"`` must not turn MNIST into a 100-class problem).  Without
     ``num_classes`` (direct calls) only non-negative labels below 2**31 are required.
     """
-    from nnzoo.checks import read_json as read_nested_json
-    data = read_nested_json(splits_path, "splits file")  # one line for bad JSON, > 4,300-digit integers, deep nesting
+    data = read_json(splits_path, "splits file")  # one line for bad JSON, > 4,300-digit integers, deep nesting
     bound = _UNDECLARED_CLASSES if num_classes is None else num_classes
     allowed = f"0..{bound - 1}" if num_classes is not None else "0 or more"
     result = {}
