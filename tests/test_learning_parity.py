@@ -197,7 +197,7 @@ def test_summary_and_report():
         "timing": {"0": {"reference": 5.0, "nnzoo": 1.5}},
     }
     text = lp.markdown(result)
-    assert text.splitlines()[4] == result["commands"][0]  # the command opens the report
+    assert text.splitlines()[5] == result["commands"][0]  # the command opens the report (in its code block)
     assert "| 1 | 0.300 | 0.360 | +0.060 |" in text
     assert "Paired difference nnzoo − reference (n = 3 seeds): val acc +0.0433" in text
     assert "| 50 | 0.400 / 0.450 | 0.300 / 0.360 | 0.500 / 0.520 |" in text
