@@ -54,7 +54,7 @@ class ValidationHistory(L.Callback):
         value = trainer.callback_metrics.get(self.monitor)
         if value is not None and not trainer.sanity_checking:
             self.rows.append({"step": trainer.global_step, "epoch": trainer.current_epoch,
-                              "networks": self.throughput.samples, self.monitor: _float(value)})
+                              "networks": self.throughput.samples, self.monitor: as_float(value)})
 
     def state_dict(self) -> dict[str, Any]:
         return {"rows": list(self.rows)}
@@ -131,7 +131,7 @@ class PlainProgress(L.Callback):
             return
         from nnzoo.progress import console
         metrics = trainer.callback_metrics
-        shown = [f"{k} {_float(metrics[k]):.4g}" for k in ("val/loss", self.monitor) if k in metrics]
+        shown = [f"{k} {as_float(metrics[k]):.4g}" for k in ("val/loss", self.monitor) if k in metrics]
         cap = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
         console.print(f"epoch {trainer.current_epoch + 1}{cap}  step {trainer.global_step}  " + "  ".join(dict.fromkeys(shown))
                       + f"  ({time.perf_counter() - self._start:.0f} s)", markup=False, highlight=False, soft_wrap=True)
@@ -152,7 +152,8 @@ class StopOnNonFiniteLoss(L.Callback):
                              "the data and statistics files for NaN/Inf")
 
 
-def _float(value: Any) -> float | None:
+def as_float(value: Any) -> float | None:
+    """A metric (tensor or number) as a Python float, ``None`` kept: what metrics files and histories hold."""
     if value is None:
         return None
     return float(value.item() if isinstance(value, torch.Tensor) else value)

@@ -10,7 +10,6 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
                            TimeRemainingColumn)
 
 
-
 def _console(stderr: bool) -> Console:
     """A Rich console; where the output is not a terminal (logs, pipes) 160 columns wide instead of Rich's 80,
     so tables and paths stay on their lines (``COLUMNS`` still decides when set)."""

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from nnzoo import __version__
 from nnzoo.allocator import keep_large_allocations_on_heap
 from nnzoo.callbacks import (FitClock, ParameterLine, PlainProgress, RngState, StopOnNonFiniteLoss, TrainThroughput,
-                             ValidationHistory)
+                             ValidationHistory, as_float)
 from nnzoo.checkpoint_io import AtomicCheckpointIO
 from nnzoo.config import to_container
 from nnzoo.data import create_datamodule
@@ -195,7 +195,9 @@ def _fit(cfg: DictConfig) -> RunResult:
     if version is None and not dry:
         version = _claim_version(Path(cfg.run_dir) / name)
     run_dir = Path(cfg.run_dir) / name / f"version_{version}"
-    loggers = [] if dry else make_loggers(cfg, name, version, _global_step(resume_from) if resume_from else None)
+    resumed = load_tensors(resume_from, "last checkpoint") if resume_from is not None else None  # read once
+    resume_step = int(resumed.get("global_step", 0)) if resumed is not None else None
+    loggers = [] if dry else make_loggers(cfg, name, version, resume_step)
     checkpoints = None
     callbacks: list[L.Callback] = []
     if cfg.trainer.get("enable_checkpointing") is not False and not dry:
@@ -227,10 +229,9 @@ def _fit(cfg: DictConfig) -> RunResult:
     if trainer.is_global_zero and not dry:
         write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
-    if resume_from is not None:
-        blob = load_tensors(resume_from, "last checkpoint")
-        console.print(f"resuming {run_dir} from {resume_from.name}: step {blob.get('global_step', 0)}, "
-                      f"{len(blob.get('callbacks', {}).get('ValidationHistory', {}).get('rows', []))} validation "
+    if resumed is not None:
+        console.print(f"resuming {run_dir} from {resume_from.name}: step {resume_step}, "
+                      f"{len(resumed.get('callbacks', {}).get('ValidationHistory', {}).get('rows', []))} validation "
                       "points kept", markup=False, highlight=False, soft_wrap=True)
     trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     train_seconds = clock.seconds
@@ -239,16 +240,16 @@ def _fit(cfg: DictConfig) -> RunResult:
     metrics: dict[str, Any] = {
         "model": cfg.model.name, "data": cfg.data.name, "seed": cfg.seed, "nnzoo_version": __version__,
         "num_parameters": task.num_parameters, "epochs": trainer.current_epoch, "steps": trainer.global_step,
-        "train_seconds": round(train_seconds, 2), "train_networks_per_s": _float(throughput.per_second),
+        "train_seconds": round(train_seconds, 2), "train_networks_per_s": as_float(throughput.per_second),
         "dataset": datamodule.describe(), "init_from": cfg.get("init_from"),
         "best_checkpoint": best_path,
-        f"best_{monitor}": _float(checkpoints.best_model_score) if checkpoints is not None else None,
+        f"best_{monitor}": as_float(checkpoints.best_model_score) if checkpoints is not None else None,
         "history": history.rows,
     }
     if cfg.test:
         results = trainer.test(task, datamodule=datamodule, ckpt_path=best_path or None, weights_only=True,
                                verbose=False)
-        metrics.update({k: _float(v) for k, v in (results[0] if results else {}).items()})
+        metrics.update({k: as_float(v) for k, v in (results[0] if results else {}).items()})
     if dry:
         return RunResult(None, {**metrics, "dry_run": True, "run_dir": None})
     metrics["run_dir"] = str(run_dir)
@@ -359,11 +360,6 @@ def log_hparams(loggers: list[Logger], cfg: DictConfig, metrics: dict[str, Any])
         if isinstance(logger, TensorBoardLogger) and scores:
             logger.log_hyperparams(params, metrics=scores)
             logger.finalize("success")
-
-
-def _global_step(checkpoint: Path) -> int:
-    blob = load_tensors(checkpoint, "last checkpoint")
-    return int(blob.get("global_step", 0)) if isinstance(blob, dict) else 0
 
 
 def resolve_checkpoint(source: str) -> tuple[WeightSpaceTask, dict[str, Any] | None]:
@@ -482,9 +478,3 @@ def load_task(checkpoint: str | Path) -> WeightSpaceTask:
     if not path.is_file():
         raise NnzooError(f"checkpoint not found: {path}")
     return load_checkpoint_file(path)
-
-
-def _float(value: Any) -> float | None:
-    if value is None:
-        return None
-    return float(value.item() if isinstance(value, torch.Tensor) else value)
