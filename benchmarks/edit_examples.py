@@ -18,7 +18,7 @@ import torch
 
 from nnzoo.data import create_datamodule
 from nnzoo.io import atomic_path
-from nnzoo.zoo import entry, load_pretrained
+from nnzoo.pretrained import entry, load_pretrained
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

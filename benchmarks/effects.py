@@ -7,7 +7,7 @@ Each variant is an ordinary ``nnzoo fit --model <NG-GNN or DWSNet> --data mnist_
 run per seed (held-out test split of the built dataset, the best-validation checkpoint), scored also on INRs
 fitted elsewhere (the three sets of ``benchmarks/foreign_inrs.py``, averaged).  Runs land in
 ``runs/effects/<variant>_s<seed>/``; a finished run is never redone.  The table goes to
-``benchmarks/results/effects-mnist_inr.{json,md}`` (atomically); the README quotes the markdown and
+``benchmarks/results/effects-mnist_inr.{json,md}`` (atomically); docs/results.md quotes the markdown and
 ``tests/test_parity.py`` checks that the quote matches it.
 """
 
@@ -36,8 +36,11 @@ NO_AUGMENTATION = [f"data.augment.{k}=0" for k in ("translate", "rotate", "scale
 
 # key: (model, description, overrides on top of that model's defaults)
 VARIANTS = {
-    "recipe": ("gnn", "NG-GNN: reference model and recipe (1,000 warm-up steps)", []),
-    "w100": ("gnn", "NG-GNN: warm-up cut to 100 steps (the README main job)", ["optim.warmup_steps=100"]),
+    "recipe": ("gnn", "NG-GNN: reference model and recipe (1,000 warm-up steps, not scaled)",
+               ["optim.warmup_scaling=fixed"]),
+    "auto": ("gnn", "NG-GNN: the defaults, warm-up scaled to the run (1,000 -> 26 steps; the README main job)", []),
+    "w100": ("gnn", "NG-GNN: warm-up cut to 100 steps (the README main job before `optim.warmup_scaling`)",
+             ["optim.warmup_steps=100"]),
     "w100res": ("gnn", "NG-GNN: warm-up 100 + `model.residual=true`",
                 ["optim.warmup_steps=100", "model.residual=true"]),
     "w100res_noaug": ("gnn", "NG-GNN: warm-up 100 + `model.residual=true` + no weight-space augmentation (the "
@@ -49,7 +52,9 @@ VARIANTS = {
 
 
 def run_folder(key: str, seed: int) -> Path:
-    return RUNS / f"{key}_s{seed}" / "version_0"
+    """The run's finished version (one that crashed and was started again is ``version_1``, ...)."""
+    finished = sorted(RUNS.glob(f"{key}_s{seed}/version_*/metrics.json"), key=lambda p: p.stat().st_mtime)
+    return finished[-1].parent if finished else RUNS / f"{key}_s{seed}" / "version_0"
 
 
 def fit(key: str, seed: int) -> None:
@@ -61,9 +66,16 @@ def fit(key: str, seed: int) -> None:
 
 
 def collect() -> dict:
+    """Every variant's results: from its run folders, else those stored under the same key by an earlier
+    collection (run folders are not kept across machines; change a variant's key when its overrides change
+    what runs)."""
+    stored_file = RESULTS / "effects-mnist_inr.json"
+    stored = json.loads(stored_file.read_text()) if stored_file.is_file() else {}
     table = {}
     for key, (_, description, overrides) in VARIANTS.items():
-        accs, foreign = {}, {}
+        earlier = stored.get(key, {})
+        accs = {int(s): a for s, a in earlier.get("test_acc", {}).items()}
+        foreign = {int(s): a for s, a in earlier.get("foreign_acc", {}).items()}
         for seed in SEEDS:
             metrics = run_folder(key, seed) / "metrics.json"
             if metrics.is_file():
@@ -110,11 +122,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--collect-only", action="store_true", help="do not fit, only gather finished runs")
     parser.add_argument("--only", nargs="*", choices=list(VARIANTS), help="variants to fit (default all)")
+    parser.add_argument("--seeds", nargs="*", type=int, choices=SEEDS, help="seeds to fit (default all)")
     args = parser.parse_args()
     if not args.collect_only:
+        stored = collect()  # a seed measured before (kept in the results file) is not fitted again
         for key in args.only or VARIANTS:
-            for seed in SEEDS:
-                if not (run_folder(key, seed) / "metrics.json").is_file():
+            for seed in args.seeds or SEEDS:
+                if seed not in stored[key]["test_acc"]:
                     fit(key, seed)
     table = collect()
     write_json(RESULTS / "effects-mnist_inr.json", table)

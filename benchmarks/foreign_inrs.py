@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from rich.table import Table
 
+from nnzoo.checkpoint_files import load_checkpoint_file, load_task
 from nnzoo.data.builders.inr import recipe_splits
 from nnzoo.data.images import mnist_images
 from nnzoo.data.weights import WeightBatch
@@ -35,8 +36,8 @@ from nnzoo.errors import NnzooError
 from nnzoo.io import cache_home, load_tensors, save_tensors, write_json, write_text
 from nnzoo.nets import siren_spec
 from nnzoo.nets.functional import state_dict_to_params
+from nnzoo.pretrained import load_pretrained, manifest
 from nnzoo.progress import console, progress_bar
-from nnzoo.zoo import load_checkpoint_file, load_pretrained, manifest
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -129,7 +130,6 @@ def held_out_images(recipe: dict, per_class: int, seed: int) -> tuple[torch.Tens
 def load(name: str):
     """A pretrained name, an exported ``.pt`` file or a run's ``.ckpt``."""
     if name.endswith(".ckpt"):
-        from nnzoo.train import load_task
         return load_task(name)
     return load_checkpoint_file(Path(name)) if Path(name).is_file() else load_pretrained(name)
 
@@ -217,7 +217,7 @@ def main() -> None:
 
 
 def markdown(results: dict, names: list[str]) -> str:
-    """The table the README quotes (``tests/test_zoo.py`` checks the quote)."""
+    """The table docs/checkpoints.md quotes (``tests/test_zoo.py`` checks the quote)."""
     lines = ["| fitting procedure | PSNR dB (mean / min) | " + " | ".join(f"`{n}`" for n in names) + " |",
              "|---|---|" + "---|" * len(names)]
     for proc, row in results["procedures"].items():

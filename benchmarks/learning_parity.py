@@ -4,7 +4,7 @@
     python benchmarks/learning_parity.py --reference /work/ref/neural-graphs --model gnn --ref-norm per-network
     python benchmarks/learning_parity.py --reference /work/ref/neural-graphs --model transformer --steps 150
 
-Forward parity is settled elsewhere (README "Faithful to the reference implementations", tests/test_parity.py);
+Forward parity is settled elsewhere (docs/models.md "Faithful to the reference implementations", tests/test_parity.py);
 this measures training.  For every seed both models start from the *same weights* (nnzoo's model is initialised
 from the seed and its weights are copied into the reference model through the explicit name/shape map below,
 checked by comparing logits and gradients on a batch of one network), see the *same mini-batches in the same

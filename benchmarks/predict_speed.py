@@ -17,9 +17,10 @@ from pathlib import Path
 
 import torch
 
+from nnzoo.inference import DEFAULT_BATCH_SIZE, predict_file, predict_files
 from nnzoo.nets import siren_spec
 from nnzoo.nets.functional import params_to_state_dict, siren_init
-from nnzoo.zoo import DEFAULT_BATCH_SIZE, load_pretrained, predict_file, predict_files
+from nnzoo.pretrained import load_pretrained
 
 
 def main() -> None:

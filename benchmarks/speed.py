@@ -350,7 +350,7 @@ def fit_peak_rss(epochs: int) -> dict[str, float]:
 
 
 def markdown_tables(report: dict) -> str:
-    """The README's CPU tables, from the report: step cost and fraction of peak; per-network scaling."""
+    """The CPU tables of docs/results.md, from the report: step cost and fraction of peak; per-network scaling."""
     peak = report.get("matmul_peak_gflops")
     lines = [f"Batch {report['batch_size']}, {report['threads']} threads, float32 matmul peak "
              f"{peak:.1f} GFLOP/s (fastest 2048 or 4096 square product). *Its products alone*: the step's "
@@ -522,7 +522,7 @@ def main() -> None:
     if args.device == "cpu" and not args.out:
         tables = RESULTS / "speed-cpu.md"
         write_text(tables, markdown_tables(report))
-        console.print(f"written {tables} (the README's CPU speed tables: paste them there)")
+        console.print(f"written {tables} (the CPU speed tables of docs/results.md: paste them there)")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@
 #  * INRs: the largest set this machine builds, the reproduction suite's 5,000 digits with two SIRENs per
 #    training image (8,000 / 500 / 500 INRs; ~35 min to build once, cached); the warm-up cut from 1,000 to 100
 #    steps and the reference's weight-space augmentation off: with it, models trained on the built INRs lost
-#    15-50 points on INRs fitted by another procedure; without it they lose 0-2 (README "Measured effects",
+#    15-50 points on INRs fitted by another procedure; without it they lose 0-2 (docs/results.md "Measured effects",
 #    3 seeds). NG-GNN: 4 epochs (32,000 networks, as the 20 epochs of 1,600 it replaced) with
 #    `model.residual=true` (the named option; +26 points over the plain reference model at this budget).
 #    NG-T: 2 epochs (16,000 networks, as the 10 epochs of 1,600 it replaced; ~20-30 min an epoch on the 2-core

@@ -369,7 +369,8 @@ def claim(cell_file: Path, listed_at: float) -> Iterator[bool]:
 
 def _run_cell(config: Any, cells_dir: Path, data: str, model: str, seed: int) -> None:
     """Fit one cell and write its file atomically (a stale cell keeps its old result until then)."""
-    from nnzoo.train import METRICS_FILE, fit  # lazy: keeps `nnzoo list` fast
+    from nnzoo.checkpoint_files import METRICS_FILE
+    from nnzoo.train import fit  # lazy: keeps `nnzoo list` fast
     console.print(f"[bold]cell[/] {data} / {model} / seed {seed}")
     plain = OmegaConf.to_container(config)
     stamp = {"config_hash": config_hash(plain), "config": plain}
@@ -732,6 +733,8 @@ def _figure(path: Path, draw, title: str, xlabel: str, ylabel: str, log_x: bool 
 def _plot_curves(curves: dict[str, list[tuple[float, float, float]]], path: Path, title: str) -> None:
     def draw(ax) -> None:
         for model, curve in curves.items():
+            if not curve:  # every validation value undefined (e.g. Kendall tau of tied targets): nothing to draw
+                continue
             x, mean, std = (list(c) for c in zip(*curve))
             ax.plot(x, mean, marker=".", label=model)
             ax.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], alpha=0.15)

@@ -58,14 +58,17 @@ def _compose(args: argparse.Namespace):
     overrides = _split_selectors(args)
     files = _config_files(args)
     for kind in ("model", "data"):  # a --config file (e.g. a run's config.yaml) may choose them
-        chosen = next((c for c in reversed(files) if isinstance(OmegaConf.select(c[1], f"{kind}.name"), str)), None)
+        chosen = next((c for c in reversed(files) if isinstance(OmegaConf.select(c[1], f"{kind}.name"), str)
+                       or isinstance(OmegaConf.select(c[1], f"{kind}.class_path"), str)), None)
         if chosen is None:
             continue
         name = OmegaConf.select(chosen[1], f"{kind}.name")
-        if getattr(args, kind) is None:
-            setattr(args, kind, name)
-        elif getattr(args, kind) != name and not str(getattr(args, kind)).endswith((".yaml", ".yml")):
-            raise NnzooError(f"--{kind} {getattr(args, kind)} but {chosen[0]} has {kind}.name={name}; drop one")
+        class_path = OmegaConf.select(chosen[1], f"{kind}.class_path") if kind == "model" else None
+        if getattr(args, kind) is None:  # a run's config.yaml of a plugin model rebuilds it from its class path
+            setattr(args, kind, class_path if isinstance(class_path, str) else name)
+        elif getattr(args, kind) not in (name, class_path) and not str(getattr(args, kind)).endswith((".yaml", ".yml")):
+            has = f"{kind}.name={name}" if name is not None else f"{kind}.class_path={class_path}"
+            raise NnzooError(f"--{kind} {getattr(args, kind)} but {chosen[0]} has {has}; drop one")
     if not args.model or not args.data:
         raise NnzooError("choose a model and a dataset, e.g. `nnzoo fit --model gnn --data mnist_inr` "
                          "(see `nnzoo list`), or pass --config FILE")
@@ -100,9 +103,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    from nnzoo.io import write_json
+    from nnzoo.io import existing_output, write_json
     from nnzoo.train import evaluate
-    from nnzoo.zoo import existing_output
     if args.output and Path(args.output).is_dir():
         raise NnzooError(f"--output {args.output} is a folder; name a JSON file, e.g. {Path(args.output) / 'test.json'}")
     if args.output and existing_output(args.output, "--output") and not args.force:  # a FIFO or link: refused
@@ -165,7 +167,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from nnzoo.zoo import checkpoints_folder, export_run, manifest
+    from nnzoo.pretrained import checkpoints_folder, export_run, manifest
     e = export_run(Path(args.run), args.name, Path(args.folder) if args.folder else None, force=args.force)
     say = dict(markup=False, highlight=False, soft_wrap=True)
     console.print(f"exported {e.name} to {e.folder / e.file}: {e.model} on {e.data}, {e.headline}, "
@@ -180,7 +182,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import json
 
-    from nnzoo.zoo import edit_files, load_checkpoint, predict_files
+    from nnzoo.inference import edit_files, predict_files
+    from nnzoo.pretrained import load_checkpoint
     module = load_checkpoint(args.checkpoint)
     editing = module.info.task == "editing"
     if not editing and (args.output or args.force):
@@ -219,9 +222,9 @@ def _inr_outputs(images: list[Path], output: Path) -> list[Path]:
 
 def cmd_inr_fit(args: argparse.Namespace) -> int:
     from nnzoo.data.siren_fit import border_mean, fit_images
+    from nnzoo.io import existing_output
     from nnzoo.progress import console as stderr
     from nnzoo.progress import progress_bar
-    from nnzoo.zoo import existing_output
     images = [Path(f) for f in args.images]
     targets = _inr_outputs(images, Path(args.output))
     existing = next((t for t in targets if existing_output(t, "-o")), None)  # a FIFO or link: refused
@@ -259,6 +262,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         for row in rows:
             table.add_row(*row)
         console.print(table)
+        for line in _broken_plugins():
+            console.print(f"note: {line}", markup=False, highlight=False, soft_wrap=True)
     if what in ("all", "data"):
         from nnzoo.data import DATASETS
         table = _whole_names_table("datasets", ("name", "task", "summary"), DATASETS.names())
@@ -267,7 +272,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             table.add_row(name, entry.meta.get("task", ""), entry.summary)
         console.print(table)
     if what in ("all", "checkpoints"):
-        from nnzoo.zoo import checkpoint_folders, list_pretrained
+        from nnzoo.pretrained import checkpoint_folders, list_pretrained
         entries = list_pretrained()
         table = _whole_names_table("pretrained checkpoints (manifest.json of each folder below)",
                                    ("name", "model", "data", "params", "result", "nnzoo", "from"), [e.name for e in entries])
@@ -306,7 +311,7 @@ def _whole_names_table(title: str, columns: tuple[str, ...], names: list[str]) -
 
 def _print_conventions(entries: list, details: bool) -> None:
     """The input each checkpoint expects: one line per entry, or the full cards with ``--details``."""
-    from nnzoo.zoo import format_convention
+    from nnzoo.conventions import format_convention
     say = dict(markup=False, highlight=False, soft_wrap=True)  # cards hold brackets and long lines
     console.print("input conventions" + ("" if details else " (full cards: nnzoo list checkpoints --details)") + ":",
                   **say)
@@ -318,9 +323,9 @@ def _print_conventions(entries: list, details: bool) -> None:
 
 def _predict_epilog() -> str:
     """The INR input convention, for ``nnzoo predict --help`` (from the same card the manifest stores)."""
+    from nnzoo.conventions import format_convention, input_convention
     from nnzoo.data.weights import DataInfo
     from nnzoo.nets.spec import siren_spec
-    from nnzoo.zoo import format_convention, input_convention
     card = input_convention(DataInfo("mnist_inr", "classification", 10, (siren_spec(),)))
     return "\n".join(["input convention of the mnist_inr checkpoints (gnn-mnist_inr, ...):",
                       *format_convention({k: v for k, v in card.items() if k != "target"}),
@@ -341,7 +346,9 @@ def _inr_fit_epilog() -> str:
 def _model_rows() -> list[list[str]]:
     """The rows of ``nnzoo list models``.  Importing the models (torch, PyG, Lightning) takes 6-10 s on 2 cores,
     building them for the counts 0.16 s more (measured), so the rows are cached in ``$NNZOO_HOME/list``, keyed
-    by nnzoo's sources, the model configs and the torch/PyG versions; a hit imports neither (0.6 s in all)."""
+    by nnzoo's sources, the model configs, the torch/PyG versions and the model plugins (entry points of group
+    ``nnzoo.models`` and their distributions' versions); a hit imports neither (0.6 s in all).  A plugin that
+    fails to load is left out with a note (:func:`_broken_plugins`), and the rows are then not cached."""
     import hashlib
     import json
     from importlib import metadata
@@ -351,6 +358,9 @@ def _model_rows() -> list[list[str]]:
     key = hashlib.sha256(" ".join(metadata.version(d) for d in ("torch", "torch_geometric")).encode())
     for path in sorted(Path(__file__).resolve().parent.rglob("*.py")) + sorted((config_root() / "model").glob("*.yaml")):
         key.update(str(path).encode() + b"\0" + path.read_bytes())
+    for point in sorted(metadata.entry_points(group="nnzoo.models"), key=lambda ep: (ep.name, ep.value)):
+        dist = getattr(point, "dist", None)
+        key.update(f"{point.name}={point.value} {dist.name if dist else ''} {dist.version if dist else ''}\0".encode())
     try:
         cache = cache_home() / "list" / f"models-{key.hexdigest()[:24]}.json"
     except NnzooError:  # NNZOO_HOME is a file: no cache
@@ -364,9 +374,9 @@ def _model_rows() -> list[list[str]]:
     for name in MODELS.names():
         entry = MODELS.entry(name)
         m = entry.meta
-        rows.append([name, f"{_param_count(name):,}", ", ".join(m["tasks"]), _yes(m["conv"]),
+        rows.append([name, _param_text(name), ", ".join(m["tasks"]), _yes(m["conv"]),
                      _yes(m["heterogeneous"]), entry.summary])
-    if cache is not None:
+    if cache is not None and not MODELS.broken:
         try:
             for old in cache.parent.glob("models-*.json"):  # written for sources that have changed since
                 old.unlink()
@@ -374,6 +384,23 @@ def _model_rows() -> list[list[str]]:
         except OSError:
             pass  # an unwritable cache only costs the speed
     return rows
+
+
+def _broken_plugins() -> list[str]:
+    """One line per model plugin that failed to load in this process (none when the rows came from the cache)."""
+    registry = sys.modules.get("nnzoo.models.registry")
+    return list(registry.MODELS.broken.values()) if registry is not None else []
+
+
+def _param_text(name: str) -> str:
+    """The parameter count for the table; a plugin's model that cannot be built on MNIST INRs shows n/a."""
+    from nnzoo.config import config_root
+    if (config_root() / "model" / f"{name}.yaml").is_file():
+        return f"{_param_count(name):,}"  # a built-in model that fails here is a bug: not hidden
+    try:
+        return f"{_param_count(name):,}"
+    except Exception:
+        return "n/a"
 
 
 def _param_count(name: str) -> int:

@@ -80,19 +80,98 @@ def _named(kind: str, cfg: DictConfig, path: Path) -> str:
 
 def _over_shipped(kind: str, path: Path) -> DictConfig:
     """A model/data YAML; one outside ``zoo_configs/`` is merged over the shipped config of the name it
-    selects, so ``my_gnn.yaml`` holds only what differs (``model: {name: gnn, hidden: 64}``)."""
+    selects, so ``my_gnn.yaml`` holds only what differs (``model: {name: gnn, hidden: 64}``).  A model YAML
+    naming a plugin's model (no shipped YAML) is merged over that model's own defaults instead."""
     cfg = load_yaml(path)
     name = _named(kind, cfg, path)
     shipped = config_root() / kind / f"{name}.yaml"
-    if path.resolve() == shipped.resolve() or not shipped.is_file():
+    if path.resolve() == shipped.resolve():
         return cfg
-    base = load_yaml(shipped)
+    if shipped.is_file():
+        base = load_yaml(shipped)
+    elif kind == "model" and _registered_model(name):
+        base = OmegaConf.create({"model": _registered_section(name)})
+    else:
+        return cfg
     OmegaConf.set_struct(base, True)
     try:
         return OmegaConf.merge(base, cfg)
     except OmegaConfBaseException as exc:
         raise NnzooError(f"config {path} sets a key the shipped {kind} '{name}' does not have "
                          f"({str(exc).splitlines()[0]}); fix {path}") from None
+
+
+def _registered_model(name: str) -> bool:
+    """A model without a shipped YAML that nnzoo can still build: a plugin's entry point of that name, or a
+    class the calling script registered.  Answered without importing torch when neither is the case."""
+    import sys
+    from importlib.metadata import entry_points
+    registry = sys.modules.get("nnzoo.models.registry")
+    if registry is not None and name in registry.MODELS:
+        return True
+    return any(ep.name == name for ep in entry_points(group="nnzoo.models"))
+
+
+def _registered_section(name: str) -> dict[str, Any]:
+    """The ``model:`` section of a registered model without a shipped YAML: its name, class path and
+    constructor defaults (:func:`nnzoo.models.registry.model_section`)."""
+    from nnzoo.models import MODELS
+    from nnzoo.models.registry import model_section
+    return model_section(name, MODELS.get(name), f"model '{name}'")
+
+
+def _model_layer(model: str) -> tuple[DictConfig, str]:
+    """The model layer ``--model`` selects, and the model's name: a shipped name; a YAML file (over the shipped
+    config of its ``model.name``, or holding ``model.class_path``); a class path ``package.module:Class``; or
+    the name of a plugin's model (entry point group ``nnzoo.models``), configured by its constructor's
+    defaults.  The last two record ``model.class_path``, which rebuilds the model in any later process."""
+    from nnzoo.registry import is_class_path
+    from nnzoo.schema import check_name
+    from nnzoo.schema import NAME_PATTERN
+    if isinstance(model, str) and not model.endswith(YAML_SUFFIXES) \
+            and not (config_root() / "model" / f"{model}.yaml").is_file():
+        if NAME_PATTERN.fullmatch(model) and ".." not in model and _registered_model(model):
+            return OmegaConf.create({"model": _registered_section(model)}), model
+        if is_class_path(model):
+            return _class_path_layer(OmegaConf.create({"model": {"class_path": model}}), f"--model {model}")
+        check_name("--model", model)
+        from importlib.metadata import entry_points
+        plugins = [ep.name for ep in entry_points(group="nnzoo.models")]
+        raise unknown_name("model config", model, available("model") + plugins)
+    path = config_path("model", model)
+    cfg = load_yaml(path)
+    if OmegaConf.select(cfg, "model.class_path") is not None:
+        return _class_path_layer(cfg, str(path))
+    return _over_shipped("model", path), _named("model", cfg, path)
+
+
+def _class_path_layer(cfg: DictConfig, where: str) -> tuple[DictConfig, str]:
+    """A model YAML in LightningCLI's form (``model: {class_path: pkg.module:Class, init_args: {...}}``, an
+    optional ``model.name``) as nnzoo's: ``model: {name, class_path, <options>}``, the options being the
+    constructor's defaults with ``init_args`` (or plain keys) merged over them, strictly."""
+    from nnzoo.models.registry import check_model_class, default_name, model_section
+    from nnzoo.registry import import_object
+    from nnzoo.schema import check_name
+    section = OmegaConf.to_container(cfg.model, resolve=False)
+    class_path = section.pop("class_path")
+    init_args = section.pop("init_args", None) or {}
+    name = section.pop("name", None)
+    if not isinstance(class_path, str):
+        raise NnzooError(f"{where}: model.class_path must be text such as package.module:ClassName")
+    if not isinstance(init_args, dict):
+        raise NnzooError(f"{where}: model.init_args must be a mapping of the model's options, e.g. {{hidden: 16}}")
+    cls = check_model_class(import_object(class_path, "model.class_path"), f"model.class_path={class_path}")
+    name = check_name(f"model.name in {where}", default_name(cls) if name is None else name)
+    model = OmegaConf.create(model_section(name, cls, where))
+    OmegaConf.set_struct(model, True)
+    try:
+        model = OmegaConf.merge(model, {**section, **init_args})
+    except OmegaConfBaseException as exc:
+        raise NnzooError(f"{where}: {class_path} takes no such option ({str(exc).splitlines()[0]}); use the "
+                         f"arguments of its constructor under model.init_args") from None
+    layer = OmegaConf.create({k: v for k, v in OmegaConf.to_container(cfg, resolve=False).items() if k != "model"})
+    layer.model = model
+    return layer, name
 
 
 def compose(model: str, data: str, trainer: str = "default", overrides: list[str] | tuple[str, ...] = (),
@@ -105,9 +184,7 @@ def compose(model: str, data: str, trainer: str = "default", overrides: list[str
     data_file = config_path("data", data)
     data_cfg = _over_shipped("data", data_file)
     recipes = data_cfg.pop("recipes", None) or {}
-    model_file = config_path("model", model)
-    model_cfg = _over_shipped("model", model_file)
-    model_name = _named("model", model_cfg, model_file)
+    model_cfg, model_name = _model_layer(model)
     layers += [data_cfg, model_cfg]
     cfg = OmegaConf.merge(*layers)
     OmegaConf.set_struct(cfg, True)
@@ -135,7 +212,7 @@ def apply_overrides(cfg: DictConfig, overrides: list[str] | tuple[str, ...],
     OmegaConf.set_struct(cfg, True)  # a misspelt key is an error for every command, `test` included
     merged = cfg
     for file in files:
-        layer = load_yaml(Path(file))
+        layer = _flat_init_args(load_yaml(Path(file)), file)
         merged = _merge(merged, layer, f"config file {file}", [k for k in _leaf_keys(layer)])
     for override in overrides:  # one at a time, so that the error names the culprit
         try:
@@ -145,6 +222,21 @@ def apply_overrides(cfg: DictConfig, overrides: list[str] | tuple[str, ...],
         merged = _merge(merged, layer, f"override '{override}'", [override.partition("=")[0]])
     validate(merged, defaults=cfg)
     return merged
+
+
+def _flat_init_args(layer: DictConfig, file: str | Path) -> DictConfig:
+    """A config file's ``model.init_args`` (LightningCLI's spelling) as plain model options, which is how the
+    run config holds them."""
+    init_args = OmegaConf.select(layer, "model.init_args")
+    if init_args is None:
+        return layer
+    if not isinstance(init_args, DictConfig):
+        raise NnzooError(f"config file {file}: model.init_args must be a mapping of the model's options, "
+                         "e.g. {hidden: 16}")
+    model = OmegaConf.merge({k: v for k, v in layer.model.items() if k != "init_args"}, init_args)
+    layer = layer.copy()
+    layer.model = model
+    return layer
 
 
 def _leaf_keys(layer: DictConfig) -> list[str]:
@@ -194,7 +286,11 @@ def to_container(cfg: DictConfig | Any) -> Any:
 
 
 def model_options(name: str) -> dict[str, Any]:
-    """A model's default hyperparameters from ``zoo_configs/model/<name>.yaml`` (without ``name``)."""
-    options = to_container(load_yaml(config_path("model", name)).model)
+    """A model's default hyperparameters from ``zoo_configs/model/<name>.yaml`` (without ``name``); for a
+    plugin's model, its constructor's defaults and the ``class_path`` that builds it."""
+    if not (config_root() / "model" / f"{name}.yaml").is_file() and _registered_model(name):
+        options = _registered_section(name)
+    else:
+        options = to_container(load_yaml(config_path("model", name)).model)
     options.pop("name", None)
     return options

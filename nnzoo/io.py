@@ -190,3 +190,26 @@ def cache_home() -> Path:
     if home.exists() and not home.is_dir():
         raise NnzooError(f"the cache folder {home} is a file, not a folder; point NNZOO_HOME at a folder")
     return home
+
+
+def existing_output(path: str | os.PathLike, option: str) -> bool:
+    """Whether an output about to be written exists; only a regular file may (``--force`` replaces it).
+
+    Outputs are written to a temporary file that is renamed over ``path``, which would swap a symlink, a
+    FIFO or a device node for a regular file (run as root, ``--output /dev/null --force`` would replace the
+    system's node): those are refused in one line, with or without ``--force``, and so is a dangling
+    symlink, which ``Path.exists`` does not see."""
+    import stat
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return False  # e.g. a parent that is a file: the write names it
+    if stat.S_ISREG(mode):
+        return True
+    kinds = ((stat.S_ISLNK, "symbolic link"), (stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "FIFO"),
+             (stat.S_ISCHR, "device node"), (stat.S_ISBLK, "device node"), (stat.S_ISSOCK, "socket"))
+    kind = next((name for test, name in kinds if test(mode)), "special file")
+    raise NnzooError(f"{option}: {path} is a {kind}, not a regular file; nnzoo replaces only regular files, "
+                     "even with --force: name another file or remove it")

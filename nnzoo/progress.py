@@ -24,6 +24,16 @@ console = _console(stderr=True)  # progress, notes and tables of long work
 stdout_console = _console(stderr=False)  # results a command prints (nnzoo list, metrics tables)
 
 
+def note(text: str) -> None:
+    """One plain line on stderr about how a run was set up (no Rich markup read from ``text``)."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def warn(text: str) -> None:
+    """One ``warning:`` line on stderr: the run goes on, but its result may not mean what the user expects."""
+    note(f"warning: {text}")
+
+
 @contextmanager
 def progress_bar(total: int, description: str) -> Iterator[Callable[[int], None]]:
     """Show a bar for ``total`` units of work; yields ``advance(n)``.

@@ -123,6 +123,23 @@ PRECISIONS = ("64-true", "64", 64, "32-true", "32", 32, "16-mixed", "16", 16, "b
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 LOGGERS = ("tensorboard", "csv", "wandb", "mlflow")
 
+
+def class_path_entry(v: Any) -> bool:
+    """LightningCLI's form of an object in a config: ``{class_path: package.module.Class, init_args: {...}}``
+    (``init_args`` optional).  Only the shape is checked here; :func:`nnzoo.registry.instantiate` imports and
+    builds it when a run starts."""
+    return (isinstance(v, dict) and isinstance(v.get("class_path"), str) and set(v) <= {"class_path", "init_args"}
+            and (v.get("init_args") is None or isinstance(v["init_args"], dict)))
+
+
+def _logger_list(v: Any) -> bool:
+    names = [x for x in v if isinstance(x, str)] if isinstance(v, list) else []
+    return (isinstance(v, list) and len(v) > 0 and all(x in LOGGERS or class_path_entry(x) for x in v)
+            and len(set(names)) == len(names))
+
+
+CLASS_PATH_WORDS = "{class_path: package.module.Class, init_args: {...}}"
+
 RULES: dict[str, Rule] = {
     "seed": integer(0, 2**32 - 1),
     "threads": optional(integer(1)),
@@ -135,6 +152,7 @@ RULES: dict[str, Rule] = {
     "optim.lr": number(0, 10, low_open=True),
     "optim.weight_decay": number(0),
     "optim.warmup_steps": integer(0),
+    "optim.warmup_scaling": choice("auto", "fixed"),
     "optim.schedule": choice("constant", "cosine"),
     "trainer.max_epochs": integer(1, also=(-1,)),
     "trainer.devices": either(integer(1, also=(-1,)), choice("auto"), (_devices_list, "a list of device indices")),
@@ -151,10 +169,13 @@ RULES: dict[str, Rule] = {
     "trainer.limit_train_batches": optional((_fraction_or_count, "a count >= 0 or a fraction in (0, 1]")),
     "trainer.limit_val_batches": optional((_fraction_or_count, "a count >= 0 or a fraction in (0, 1]")),
     "trainer.logger": either((lambda v: isinstance(v, bool), "true or false"), choice(*LOGGERS),
-                             (lambda v: isinstance(v, list) and len(v) > 0 and all(x in LOGGERS for x in v)
-                              and len(set(v)) == len(v),
+                             (class_path_entry, CLASS_PATH_WORDS),
+                             (_logger_list,
                               f"a list of distinct loggers among {', '.join(LOGGERS)} (each writes the run's "
-                              "metrics once, into the one run folder)")),
+                              f"metrics once, into the one run folder) or {CLASS_PATH_WORDS} entries")),
+    "trainer.callbacks": optional((lambda v: class_path_entry(v) or isinstance(v, list) and all(
+        class_path_entry(x) for x in v), f"a list of {CLASS_PATH_WORDS} entries, as LightningCLI's (nnzoo's own "
+        "callbacks are set by the callbacks.* options)")),
     "init_from": optional((_path_text, "a pretrained name, an exported .pt or a run's .ckpt")),
     "callbacks.lr_monitor": (lambda v: isinstance(v, bool), "true or false"),
     "callbacks.early_stopping_patience": optional(integer(1)),
@@ -229,7 +250,7 @@ def validate(cfg: DictConfig, defaults: DictConfig | None = None) -> None:
     types = leaves(_plain(defaults)) if defaults is not None else {}
     for key, value in values.items():
         default = types.get(key)
-        if _unresolved(value) or _unresolved(default):
+        if _unresolved(value) or _unresolved(default) or default == "???":  # "???": required, no default type
             continue
         if _huge_int(value):
             raise NnzooError(f"{key}={str(value)[:40]}... is too large: integer options must fit in 64 bits "
@@ -245,6 +266,10 @@ def validate(cfg: DictConfig, defaults: DictConfig | None = None) -> None:
             continue
         example = f" (default {_show(default)})" if default is not None and default != value else ""
         raise NnzooError(f"{key} must be {rule[1]}, got {_show(value)}{example}; fix it with {key}=...")
+    missing = next((k for k, v in values.items() if v == "???"), None)  # omegaconf's mandatory value
+    if missing is not None:
+        raise NnzooError(f"{missing} has no default and must be given; set it with {missing}=... (or, for a "
+                         "class_path model, under model.init_args)")
     _check_accelerator(values.get("trainer.accelerator"))
     _check_loggers(values.get("trainer.logger"))
     for key in ("run_dir", "name"):  # folders nnzoo creates: a component over NAME_MAX fails only at mkdir
@@ -255,8 +280,7 @@ def validate(cfg: DictConfig, defaults: DictConfig | None = None) -> None:
 
 # ------------------------------------------------------------------ Trainer arguments
 NOT_FROM_CONFIG = {
-    "callbacks": "callbacks are set by nnzoo's callbacks.* options (lr_monitor, early_stopping_patience, ...)",
-    "plugins": "plugins are Python objects; use a Python script with nnzoo.train for them",
+    "plugins": "plugins are Python objects; pass them with nnzoo.train.fit(cfg, plugins=[...]) from Python",
     "default_root_dir": "nnzoo writes every run under run_dir/<name>/version_k; set run_dir=... instead",
 }
 """Trainer arguments a config cannot set, and what to use instead."""
@@ -437,10 +461,26 @@ def check_run_start(cfg: DictConfig) -> None:
     check_trainer_options(trainer_kwargs(cfg))
 
 
+def check_trainer_extras(kwargs: dict[str, Any], callbacks: list[Any], plugins: list[Any], where: str) -> None:
+    """Lightning must also accept a run's extra callbacks and plugins beside its options (it refuses two
+    stateful callbacks of one kind, two precision plugins...): checked, like the options, before the run
+    folder is claimed; ``where`` says where they came from."""
+    if not callbacks and not plugins:
+        return
+    error = _trainer_error(kwargs, callbacks, plugins)
+    if error is not None:
+        raise NnzooError(f"{where} are refused by lightning.Trainer ({error}); drop or change the one it names")
+
+
+MADE_BY_NNZOO = ("logger", "callbacks")
+"""Trainer keys of a config that nnzoo turns into objects itself (``nnzoo.train``), never passed as they are."""
+
+
 def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
-    """``lightning.Trainer`` arguments of the config (unset ones left to Lightning; loggers made by nnzoo)."""
+    """``lightning.Trainer`` arguments of the config (unset ones left to Lightning; loggers and callbacks made
+    by nnzoo)."""
     return {k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items()
-            if v is not None and k != "logger"}
+            if v is not None and k not in MADE_BY_NNZOO}
 
 
 def check_trainer_options(kwargs: dict[str, Any]) -> None:
@@ -482,7 +522,8 @@ def _check_max_time(value: Any) -> None:
                          "positive duration or drop it")
 
 
-def _trainer_error(kwargs: dict[str, Any]) -> str | None:
+def _trainer_error(kwargs: dict[str, Any], callbacks: list[Any] | tuple[Any, ...] = (),
+                   plugins: list[Any] | tuple[Any, ...] = ()) -> str | None:
     """The first line of what ``lightning.Trainer(**kwargs)`` raises, or None; its info lines are silenced."""
     import logging
     import warnings
@@ -495,7 +536,8 @@ def _trainer_error(kwargs: dict[str, Any]) -> str | None:
             logging.getLogger(n).setLevel(logging.ERROR)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            L.Trainer(**{**kwargs, "logger": False, "callbacks": []})
+            L.Trainer(**{**kwargs, "logger": False, "callbacks": list(callbacks)},
+                      **({"plugins": list(plugins)} if plugins else {}))
     except Exception as exc:  # MisconfigurationException, ValueError, TypeError, ModuleNotFoundError...
         return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
     finally:

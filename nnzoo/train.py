@@ -16,24 +16,23 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from nnzoo import __version__
 from nnzoo.allocator import keep_large_allocations_on_heap
 from nnzoo.callbacks import (FitClock, ParameterLine, PlainProgress, RngState, StopOnNonFiniteLoss, TrainThroughput,
                              ValidationHistory, as_float)
+from nnzoo.checkpoint_files import METRICS_FILE
 from nnzoo.checkpoint_io import AtomicCheckpointIO
 from nnzoo.config import to_container
 from nnzoo.data import create_datamodule
 from nnzoo.data.datamodule import WeightDataModule
 from nnzoo.errors import NnzooError
 from nnzoo.io import load_tensors, write_json, write_text
+from nnzoo.pretrained import load_checkpoint
 from nnzoo.progress import console, quiet_lightning
-from nnzoo.schema import check_run_start, check_trainer_options, trainer_kwargs
+from nnzoo.schema import check_run_start, check_trainer_extras, check_trainer_options, trainer_kwargs
 from nnzoo.tasks import WeightSpaceTask, create_task
-from nnzoo.zoo import load_checkpoint
-
-METRICS_FILE = "metrics.json"
 
 
 @dataclass
@@ -46,12 +45,13 @@ def build_datamodule(cfg: DictConfig) -> WeightDataModule:
     """The run's datamodule, its options checked; a model that cannot do the dataset's task is refused
     first (one line), before any data is built or read."""
     from nnzoo.data import DATASETS
-    from nnzoo.models.registry import check_kinds, check_task
+    from nnzoo.models.registry import check_kinds, check_task, resolve_model
+    resolve_model(cfg.model.name, cfg.model.get("class_path"))  # a plugin's or class_path model: imported now
     meta = DATASETS.entry(cfg.data.name).meta
     if meta.get("task") is not None:
         check_task(cfg.model.name, meta["task"], cfg.data.name)
     check_kinds(cfg.model.name, cfg.data.name, conv=meta.get("conv", False),
-                heterogeneous=meta.get("heterogeneous", False))
+                heterogeneous=meta.get("heterogeneous", False), graphs=meta.get("graphs", False))
     options = to_container(cfg.data)
     return create_datamodule(options.pop("name"), **options)
 
@@ -159,22 +159,98 @@ def _ddp_worker() -> bool:
     return os.environ.get("LOCAL_RANK", "0") not in ("", "0")
 
 
-def fit(cfg: DictConfig) -> RunResult:
-    """Train ``cfg.model`` on ``cfg.data``, keep the best checkpoint by the validation metric, test it."""
+def fit(cfg: DictConfig, callbacks: list[L.Callback] | tuple[L.Callback, ...] = (),
+        loggers: list[Logger] | tuple[Logger, ...] = (), plugins: list[Any] | tuple[Any, ...] = ()) -> RunResult:
+    """Train ``cfg.model`` on ``cfg.data``, keep the best checkpoint by the validation metric, test it.
+
+    ``callbacks``, ``loggers`` and ``plugins`` (Lightning objects, from Python) are added to nnzoo's own and
+    to those the config names with ``class_path`` (``trainer.callbacks``, ``trainer.logger``); all are checked
+    with the trainer options before any data is built or any run folder is claimed.  nnzoo's atomic
+    checkpoint writer stays: a ``CheckpointIO`` plugin is refused."""
     import os
     owns_version = not _ddp_worker()
     if owns_version and _VERSION_ENV in os.environ:
         raise NnzooError(f"{_VERSION_ENV} is set, but it is nnzoo's own hand-over to DDP worker processes; unset it "
                          "(choose a run with name=..., continue one with resume=true)")
     try:
-        return _fit(cfg)
+        return _fit(cfg, _objects(callbacks, L.Callback, "callbacks"), _objects(loggers, Logger, "loggers"),
+                    _plugins(plugins))
     finally:
         if owns_version:
             os.environ.pop(_VERSION_ENV, None)
 
 
-def _fit(cfg: DictConfig) -> RunResult:
+def _objects(given: Any, base: type, name: str) -> list[Any]:
+    """``fit``'s extra Lightning objects as a list, each checked to be a ``base``: one line, not a traceback
+    from inside the Trainer."""
+    items = [given] if isinstance(given, base) else list(given or ())
+    bad = next((i for i, x in enumerate(items) if not isinstance(x, base)), None)
+    if bad is not None:
+        raise NnzooError(f"fit({name}=...): item {bad} is a {type(items[bad]).__name__}, not a "
+                         f"{base.__module__}.{base.__qualname__}; pass instances of it")
+    return items
+
+
+def _plugins(given: Any) -> list[Any]:
+    """``fit``'s extra Trainer plugins; a checkpoint writer is refused (nnzoo's own writes atomically)."""
+    from lightning.fabric.plugins import CheckpointIO
+    items = [given] if not isinstance(given, (list, tuple)) else list(given)
+    if any(isinstance(p, CheckpointIO) for p in items):
+        raise NnzooError("fit(plugins=...): a CheckpointIO plugin would replace nnzoo's atomic checkpoint writer "
+                         "(nnzoo.checkpoint_io.AtomicCheckpointIO), which resume and export rely on; drop it")
+    return items
+
+
+DEFAULT_PRECISIONS = ("32-true", "32", 32)
+
+
+def _trainer_kwargs(cfg: DictConfig, plugins: list[Any]) -> dict[str, Any]:
+    """The Trainer arguments of the config; a ``Precision`` plugin given to ``fit`` sets the precision itself
+    (Lightning takes one or the other), so ``trainer.precision`` must then keep its default."""
+    from lightning.pytorch.plugins.precision import Precision
+    kwargs = trainer_kwargs(cfg)
+    if any(isinstance(p, Precision) for p in plugins):
+        if kwargs.get("precision") not in (None, *DEFAULT_PRECISIONS):
+            raise NnzooError(f"trainer.precision={kwargs['precision']} and the Precision plugin given to fit both "
+                             "set the precision; drop the override (trainer.precision=32-true) or the plugin")
+        kwargs.pop("precision", None)
+    return kwargs
+
+
+def _container(value: Any) -> Any:
+    """A config value as plain, resolved Python (lists and mappings included)."""
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
+
+
+def config_callbacks(cfg: DictConfig) -> list[L.Callback]:
+    """The callbacks ``trainer.callbacks`` names (``[{class_path, init_args}, ...]``, LightningCLI's form),
+    built now: a wrong class or argument is one line naming its key, before any work."""
+    from nnzoo.registry import instantiate
+    specs = _container(cfg.trainer.get("callbacks")) or []
+    specs = [specs] if isinstance(specs, dict) else specs
+    return [instantiate(spec, f"trainer.callbacks[{i}]", L.Callback) for i, spec in enumerate(specs)]
+
+
+def config_loggers(cfg: DictConfig) -> list[Logger]:
+    """The loggers ``trainer.logger`` gives as ``{class_path, init_args}`` entries, built now with exactly their
+    ``init_args`` (nnzoo's named loggers, ``tensorboard``/``csv``/..., are made into the run folder later)."""
+    from nnzoo.registry import instantiate
+    chosen = _container(cfg.trainer.get("logger"))
+    if isinstance(chosen, dict):
+        return [instantiate(chosen, "trainer.logger", Logger)]
+    if not isinstance(chosen, list):
+        return []
+    return [instantiate(spec, f"trainer.logger[{i}]", Logger) for i, spec in enumerate(chosen)
+            if isinstance(spec, dict)]
+
+
+def _fit(cfg: DictConfig, extra_callbacks: list[L.Callback], extra_loggers: list[Logger],
+         plugins: list[Any]) -> RunResult:
     check_run_start(cfg)  # interpolations resolve, lightning.Trainer takes the options: before any work or folder
+    extra_callbacks = config_callbacks(cfg) + extra_callbacks  # class_path entries built now, one line if wrong
+    extra_loggers = config_loggers(cfg) + extra_loggers
+    check_trainer_extras(_trainer_kwargs(cfg, plugins), extra_callbacks, plugins,
+                         "trainer.callbacks and the callbacks/plugins given to fit")
     keep_large_allocations_on_heap()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.get("threads"):
@@ -197,7 +273,7 @@ def _fit(cfg: DictConfig) -> RunResult:
     run_dir = Path(cfg.run_dir) / name / f"version_{version}"
     resumed = load_tensors(resume_from, "last checkpoint") if resume_from is not None else None  # read once
     resume_step = int(resumed.get("global_step", 0)) if resumed is not None else None
-    loggers = [] if dry else make_loggers(cfg, name, version, resume_step)
+    loggers = [] if dry else make_loggers(cfg, name, version, resume_step) + extra_loggers
     checkpoints = None
     callbacks: list[L.Callback] = []
     if cfg.trainer.get("enable_checkpointing") is not False and not dry:
@@ -209,13 +285,14 @@ def _fit(cfg: DictConfig) -> RunResult:
                                                    save_top_k=1, enable_version_counter=False)]
     throughput, clock = TrainThroughput(), FitClock()
     history = ValidationHistory(monitor, throughput)
-    callbacks += [throughput, history, clock, RngState(), StopOnNonFiniteLoss(run_dir, float(cfg.optim.lr))]
+    callbacks += [throughput, history, clock, RngState(), StopOnNonFiniteLoss(run_dir, float(cfg.optim.lr)),
+                  *extra_callbacks]
     if loggers and cfg.callbacks.lr_monitor:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
     if cfg.callbacks.early_stopping_patience is not None:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=int(cfg.callbacks.early_stopping_patience),
                                        min_delta=float(cfg.callbacks.early_stopping_min_delta)))
-    kwargs = trainer_kwargs(cfg)
+    kwargs = _trainer_kwargs(cfg, plugins)
     show = bool(kwargs.get("enable_progress_bar", True))  # on a terminal a Rich bar, elsewhere plain lines
     kwargs["enable_progress_bar"] = show and console.is_terminal
     if show:
@@ -225,7 +302,8 @@ def _fit(cfg: DictConfig) -> RunResult:
         if show:
             callbacks.append(ParameterLine())
     quiet_lightning()
-    trainer = L.Trainer(**kwargs, logger=loggers or False, callbacks=callbacks, plugins=[AtomicCheckpointIO()])
+    trainer = L.Trainer(**kwargs, logger=loggers or False, callbacks=callbacks,
+                        plugins=[AtomicCheckpointIO(), *plugins])
     if trainer.is_global_zero and not dry:
         write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
@@ -274,7 +352,8 @@ def make_loggers(cfg: DictConfig, name: str, version: int, resume_step: int | No
     chosen = cfg.trainer.get("logger", "tensorboard")
     if chosen in (False, None):
         return []
-    kinds = ["tensorboard"] if chosen is True else [chosen] if isinstance(chosen, str) else list(chosen)
+    kinds = ["tensorboard"] if chosen is True else [chosen] if isinstance(chosen, str) else \
+        [k for k in chosen if isinstance(k, str)] if isinstance(chosen, (list, ListConfig)) else []  # class_path: elsewhere
     folder = Path(cfg.run_dir) / name / f"version_{version}"
     loggers: list[Logger] = []
     for kind in kinds:
@@ -363,11 +442,12 @@ def log_hparams(loggers: list[Logger], cfg: DictConfig, metrics: dict[str, Any])
 
 
 def resolve_checkpoint(source: str) -> tuple[WeightSpaceTask, dict[str, Any] | None]:
-    """The module (:func:`nnzoo.zoo.load_checkpoint`) and, when known, the run config of a checkpoint: the one
-    stored in it, else its run folder's ``config.yaml``, else its manifest entry's (checkpoints exported
+    """The module (:func:`nnzoo.pretrained.load_checkpoint`) and, when known, the run config of a checkpoint: the
+    one stored in it, else its run folder's ``config.yaml``, else its manifest entry's (checkpoints exported
     before configs were stored in them)."""
+    from nnzoo.checkpoint_files import neutral_locations
     from nnzoo.io import sha256_file
-    from nnzoo.zoo import entry, list_pretrained, load_checkpoint, neutral_locations
+    from nnzoo.pretrained import entry, list_pretrained
     module = load_checkpoint(source)
     if module.run_config is not None:
         return module, module.run_config
@@ -467,14 +547,3 @@ def _check_same_data(info, trained, source: str) -> None:
 
 def _short(value: Any) -> str:
     return str(value)[:120]
-
-
-def load_task(checkpoint: str | Path) -> WeightSpaceTask:
-    """A trained LightningModule from a run's ``.ckpt``, loaded with ``weights_only=True`` (no pickled code),
-    through the same checks as an exported checkpoint (:func:`nnzoo.zoo.load_checkpoint_file`: finite
-    weights, and a model no larger than its stored weights, checked before it is built)."""
-    from nnzoo.zoo import load_checkpoint_file
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise NnzooError(f"checkpoint not found: {path}")
-    return load_checkpoint_file(path)

@@ -237,17 +237,17 @@ def test_data_model_overrides_reach_only_their_cell(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["quick", "repro", "datasize", "converged"])
-def test_readme_quotes_the_suite_tables(name):
-    """The README's comparison tables are the files `nnzoo benchmark <name>` wrote, unedited, and the
-    plots it shows are the ones the suite wrote."""
-    readme = (REPO / "README.md").read_text()
+def test_docs_quote_the_suite_tables(name):
+    """The comparison tables of docs/results.md are the files `nnzoo benchmark <name>` wrote, unedited, and
+    the plots it shows are the ones the suite wrote."""
+    page = (REPO / "docs" / "results.md").read_text()
     for data in load_suite(name).datasets:
         lines = (REPO / "benchmarks" / "results" / name / f"{name}-{data}.md").read_text().splitlines()
         # from the table's own caveats (a partial table, mixed configs) on: a quote never drops them
         first = next(i for i, line in enumerate(lines) if line.startswith(("Partial table", "Mixed configs", "| model")))
         table = "\n".join(lines[first:])
-        assert table.strip() in readme, data
-    for image in re.findall(rf"\(benchmarks/results/{name}/([^)]+\.png)\)", readme):
+        assert table.strip() in page, data
+    for image in re.findall(rf"\(\.\./benchmarks/results/{name}/([^)]+\.png)\)", page):
         assert (REPO / "benchmarks" / "results" / name / image).is_file(), image
 
 
@@ -317,13 +317,13 @@ def test_stale_reason_and_options_added_later():
     assert benchmark.stale_reason({"config_hash": benchmark.config_hash(config)}, config) == ""
 
 
-def test_readme_gpu_table_is_the_measured_one():
-    """The README's H100 rows are copies of benchmarks/results/speed-cuda.json (bash benchmarks/gpu_checks.sh)."""
+def test_docs_gpu_table_is_the_measured_one():
+    """The H100 rows of docs/results.md are copies of benchmarks/results/speed-cuda.json (bash benchmarks/gpu_checks.sh)."""
     import re
     root = Path(__file__).resolve().parents[1]
     measured = json.loads((root / "benchmarks" / "results" / "speed-cuda.json").read_text())["by_batch_size"]
     rows = re.findall(r"^\| (\w+) \| (\d+) \| ([\d.]+) \| ([\d,]+) \| ([\d.]+) \| ([\d,]+) \|$",
-                      (root / "README.md").read_text(), flags=re.M)
+                      (root / "docs" / "results.md").read_text(), flags=re.M)
     assert len(rows) == 3 * 5
     for name, batch, fp32_ms, fp32_rate, bf16_ms, bf16_rate in rows:
         models = measured[batch]["models"]
@@ -333,11 +333,11 @@ def test_readme_gpu_table_is_the_measured_one():
         assert int(bf16_rate.replace(",", "")) == round(models[f"{name} (bf16)"]["networks_per_s"])
 
 
-def test_readme_quotes_the_measured_cpu_speed_tables():
-    """`python benchmarks/speed.py` writes benchmarks/results/speed-cpu.md; the README quotes it unedited."""
+def test_docs_quote_the_measured_cpu_speed_tables():
+    """`python benchmarks/speed.py` writes benchmarks/results/speed-cpu.md; docs/results.md quotes it unedited."""
     root = Path(__file__).resolve().parents[1]
     tables = (root / "benchmarks" / "results" / "speed-cpu.md").read_text().strip()
-    assert tables in (root / "README.md").read_text()
+    assert tables in (root / "docs" / "results.md").read_text()
     measured = json.loads((root / "benchmarks" / "results" / "speed-cpu.json").read_text())
     assert f"| gnn | {measured['models']['gnn']['params']:,} |" in tables  # the tables come from the JSON
 

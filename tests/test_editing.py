@@ -21,7 +21,7 @@ from tests.conftest import SMALL_INR_BUILD, fit_small
 EQUIVARIANT_EDITORS = ("gnn", "transformer", "dwsnet")
 ARCHITECTURES = ((2, 32, 32, 1), (2, 16, 16, 16, 1))
 
-REFERENCE_EDIT_COUNTS = {  # the reference editing models built on MNIST INRs (README parity table)
+REFERENCE_EDIT_COUNTS = {  # the reference editing models built on MNIST INRs (docs/models.md, editing models)
     "gnn": 1_186_696,  # neural-graphs GNNParams, configs/model/pna.yaml + scripts/mnist_dilation_gnn.sh
     "transformer": 391_112,  # RelationalTransformerParams, rtransformer.yaml + scripts/mnist_dilation_rt.sh
     "dwsnet": 424_447,  # DWSModel, style_editing/configs/model/dwsnet.yaml (output_features 1)
@@ -200,7 +200,7 @@ def test_predict_writes_the_edited_network_in_the_input_format_and_a_picture(edi
     assert list(edited) == list(grouped)  # same keys, same order
     assert all(edited[k].shape == grouped[k].shape for k in grouped)
     new = state_dict_to_params(edited, spec)
-    from nnzoo.zoo import load_checkpoint_file
+    from nnzoo.checkpoint_files import load_checkpoint_file
     module = load_checkpoint_file(folder / "checkpoints" / "best.ckpt")
     with torch.no_grad():
         expected = module.edit(WeightBatch([spec], [flat[None]], torch.zeros(1, 784)))[0][0]
@@ -213,11 +213,11 @@ def test_predict_writes_the_edited_network_in_the_input_format_and_a_picture(edi
     assert main(["predict", "--checkpoint", ckpt, "--force", str(tmp_path / "net.pth")]) == 0
 
 
-def test_readme_editing_table_quotes_the_counts():
+def test_docs_editing_table_quotes_the_counts():
     import re
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    page = (Path(__file__).resolve().parents[1] / "docs" / "models.md").read_text()
     rows = {}
-    for line in readme.splitlines():
+    for line in page.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         match = re.fullmatch(r"[\w-]+ \(`(\w+)`\)", cells[0]) if len(cells) == 5 else None
         if match:

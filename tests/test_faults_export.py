@@ -22,7 +22,7 @@ import torch
 from nnzoo.cli import main
 from nnzoo.nets import siren_spec
 from nnzoo.nets.functional import params_to_state_dict
-from nnzoo.zoo import load_pretrained, manifest
+from nnzoo.pretrained import load_pretrained, manifest
 from tests.conftest import random_params, tiny_fit_args
 
 REPO = Path(__file__).resolve().parent.parent
@@ -72,14 +72,14 @@ def _same(x: dict[str, torch.Tensor], y: dict[str, torch.Tensor]) -> bool:
 RACING_EXPORT = """
 import sys, time
 from pathlib import Path
-import nnzoo.zoo as zoo
+import nnzoo.pretrained as pretrained
 from nnzoo.cli import main
 run, name, folder, ready, go = sys.argv[1:]
-real = zoo.write_json
+real = pretrained.write_json
 def slow(path, obj):  # widen the read-modify-write window, so that the racing exports surely overlap in it
     time.sleep(1.5)
     real(path, obj)
-zoo.write_json = slow
+pretrained.write_json = slow
 Path(ready).touch()
 while not Path(go).exists():
     time.sleep(0.01)
@@ -114,15 +114,15 @@ def test_concurrent_exports_into_one_folder_keep_every_entry(runs, tmp_path):
 KILLED_EXPORT = """
 import os, signal, sys
 from pathlib import Path
-import nnzoo.zoo as zoo
-real, calls = zoo.write_json, []
+import nnzoo.pretrained as pretrained
+real, calls = pretrained.write_json, []
 def die(path, obj):  # killed while writing the manifest for the n-th time: after a checkpoint file, before its commit
     calls.append(path)
     if len(calls) == int(sys.argv[3]):
         os.kill(os.getpid(), signal.SIGKILL)
     real(path, obj)
-zoo.write_json = die
-zoo.export_run(Path(sys.argv[1]), "mine", Path(sys.argv[2]), force=True)
+pretrained.write_json = die
+pretrained.export_run(Path(sys.argv[1]), "mine", Path(sys.argv[2]), force=True)
 """
 
 

@@ -76,7 +76,7 @@ _json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.float
 
 
 def _manifest_reader(path: Path) -> None:
-    from nnzoo.zoo import manifest, MANIFEST
+    from nnzoo.pretrained import manifest, MANIFEST
     (path.parent / MANIFEST).write_bytes(path.read_bytes())
     try:
         manifest(path.parent)
@@ -94,6 +94,69 @@ def _manifest_reader(path: Path) -> None:
 @example(json.dumps({"checkpoints": [{**_ENTRY, "num_parameters": True}]}).encode())
 def test_manifest_reader(data):
     _only_clean_errors(_manifest_reader, data)
+
+
+def _renamed(reader, path: Path, name: str) -> None:
+    """Run ``reader`` on the fuzzed bytes copied to ``name`` beside them; its errors name ``name``, which the
+    harness expects as the fuzzed file's."""
+    (path.parent / name).write_bytes(path.read_bytes())
+    try:
+        reader(path.parent)
+    except NnzooError as exc:
+        raise NnzooError(str(exc).replace(name, "fuzzed.bin")) from None
+
+
+def _arch_zoo_index(path: Path) -> None:
+    from nnzoo.data.formats.arch_zoo import INDEX, load_arch_zoo
+    _renamed(load_arch_zoo, path, INDEX)
+
+
+def _arch_zoo_file(path: Path) -> None:
+    """A valid index whose one architecture file holds the fuzzed bytes."""
+    from nnzoo.data.formats.arch_zoo import INDEX, load_arch_zoo
+    from nnzoo.nets.graph_spec import spec_from_dict
+    spec = spec_from_dict(_TINY_GRAPH)
+    (path.parent / INDEX).write_text(json.dumps({"format": "nnzoo-arch-zoo", "version": 1, "architectures": [
+        {"file": path.name, "arch": {}, "spec": spec.to_dict()}]}))
+    load_arch_zoo(path.parent)
+
+
+def _small_transformer_zoo_csv(path: Path) -> None:
+    from nnzoo.data.formats.small_transformer_zoo import load_small_transformer_zoo
+    (path.parent / "metadata").mkdir(exist_ok=True)
+    _renamed(lambda d: load_small_transformer_zoo(d, "mnist"), path, "metadata/mnist.csv")
+
+
+def _tiny_graph() -> dict:
+    from torch import nn
+
+    from nnzoo.nets import spec_from_module
+    return spec_from_module(nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1)), input_shape=(2,),
+                            graph=True).to_dict()
+
+
+_TINY_GRAPH = _tiny_graph()
+_CSV_HEADER = b"run,ckpt_epoch,ckpt_file,test_top1_accuracy,n_attention_heads\n"
+
+
+_INDEX_KEYS = ["format", "version", "architectures", "file", "spec", "arch", "runs"]
+_index_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2, 3) | st.sampled_from(["nnzoo-arch-zoo", "fuzzed.bin", "..", ""]),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.sampled_from(_INDEX_KEYS), c, max_size=4), max_leaves=10)
+
+
+@FUZZ
+@given(st.one_of(blobs, st.binary(max_size=512).map(lambda b: _CSV_HEADER + b),
+                 st.text(max_size=300).map(lambda t: (_CSV_HEADER.decode() + t).encode()),
+                 _index_values.map(lambda v: json.dumps(v).encode()),
+                 _index_values.map(lambda v: json.dumps({"format": "nnzoo-arch-zoo", "version": 1,
+                                                         "architectures": v}).encode())))
+@example(_CSV_HEADER + b"a,75,mnist/../x.pt,0.5,2\n")
+@example(json.dumps({"format": "nnzoo-arch-zoo", "version": 1, "architectures": [{"file": None}]}).encode())
+def test_architecture_zoo_readers(data):
+    _only_clean_errors(_arch_zoo_index, data)
+    _only_clean_errors(_arch_zoo_file, data)
+    _only_clean_errors(_small_transformer_zoo_csv, data)
 
 
 def test_the_fuzzers_can_fail():

@@ -77,20 +77,20 @@ def test_linear_edges_are_flagged_in_cnn_graphs():
 
 
 
-def test_readme_python_example_runs(tmp_path, monkeypatch):
-    """The README's graph example, run as written on a SIREN file in the public layout."""
+def test_docs_python_graph_example_runs(tmp_path, monkeypatch):
+    """The graph example of docs/usage.md, run as written on a SIREN file in the public layout."""
     import re
     from pathlib import Path
 
     from nnzoo.nets import params_to_state_dict, siren_init
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    (code,) = [c for c in re.findall(r"```python\n(.*?)```", readme, re.S) if "batch_to_graph" in c]
+    page = (Path(__file__).resolve().parents[1] / "docs" / "usage.md").read_text()
+    (code,) = [c for c in re.findall(r"```python\n(.*?)```", page, re.S) if "batch_to_graph" in c]
     spec = siren_spec()
     torch.save(params_to_state_dict(siren_init(1, spec)[0], spec), tmp_path / "model_final.pth")
     monkeypatch.chdir(tmp_path)
     names = {}
-    exec(compile(code, "README.md", "exec"), names)
+    exec(compile(code, "docs/usage.md", "exec"), names)
     assert names["flat"].shape == (1185,)
     assert names["graph"].num_nodes == 67 and names["graph"].edge_index.shape[1] == 1120  # as its comments say
     assert names["batch"].num_graphs == 2 and names["batch"].num_nodes == 134

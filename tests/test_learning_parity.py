@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import learning_parity as lp  # noqa: E402  (a script, not a package)
 
 SPEC = siren_spec()
-REFERENCE_PARAMETERS = {"gnn": 100_714, "transformer": 393_866}  # measured on the reference models (README)
+REFERENCE_PARAMETERS = {"gnn": 100_714, "transformer": 393_866}  # measured on the reference models (docs/models.md)
 # a few reference tensors and their shapes (from the reference models built with the scripts' settings)
 REFERENCE_SHAPES = {
     "gnn": {"construct_graph.pos_embed": (5, 32), "construct_graph.proj_weight.0.b": (128, 3),

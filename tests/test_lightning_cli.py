@@ -256,3 +256,21 @@ def test_init_from_starts_from_the_checkpoints_weights(finished_run, tiny_inr_ro
     assert main(args) == 2
     assert "'gnn' model" in _one_line(capsys)
     assert torch.load(best, weights_only=True)["nnzoo_config"]["model"]["name"] == "gnn"
+
+
+# ------------------------------------------------------------------ warm-up fitted to the planned run
+@pytest.mark.parametrize("scaling", ["auto", "fixed"])
+def test_warmup_longer_than_the_run_is_scaled_or_warned(tiny_inr_root, tmp_path, capsys, scaling):
+    """The recipe's 1,000 warm-up steps in a 6-step run: ``auto`` (the default) cuts them to the planned run
+    and says so, so the rate reaches the recipe's 1e-3; ``fixed`` keeps them and warns (the rate stays ~6e-6)."""
+    run, _ = _fit(tiny_inr_root, tmp_path, "optim.warmup_steps=1000", f"optim.warmup_scaling={scaling}",
+                  "trainer.logger=csv", "trainer.log_every_n_steps=1")
+    err = capsys.readouterr().err
+    with (run / "metrics.csv").open(newline="") as file:
+        lrs = [float(r["lr-AdamW"]) for r in csv.DictReader(file) if r.get("lr-AdamW")]
+    if scaling == "auto":
+        assert "warm-up: 1 steps, the recipe's 1000 scaled to 10% of the 6 planned steps" in err
+        assert lrs[-1] == pytest.approx(1e-3)
+    else:
+        assert "warning: the warm-up (1000 steps) fills 100% of the 6 planned steps" in err
+        assert lrs[-1] == pytest.approx(6e-6)

@@ -146,3 +146,32 @@ def test_config_options_are_the_constructor_options(name):
         f"{where} has options {sorted(set(config) - set(constructor))} that the constructor does not take"
     differ = {k: (constructor[k], config[k]) for k in config if constructor[k] != config[k]}
     assert not differ, f"{name}: constructor default != {where} for (constructor, yaml): {differ}"
+
+
+def test_plan_warmup_cuts_only_a_warmup_that_fills_the_run():
+    """``auto`` cuts a warm-up of at least half the planned steps to 10% of them; shorter ones (every converged
+    recipe: NG 1,000 of 25,000 steps, NFN 10,000 of 50,000) and unbounded runs keep the recipe's."""
+    from nnzoo.tasks.base import plan_warmup
+    assert plan_warmup(1000, 260, "auto")[0] == 26 and "scaled to 10% of the 260" in plan_warmup(1000, 260, "auto")[1]
+    assert plan_warmup(1000, 25_000, "auto") == (1000, None)
+    assert plan_warmup(10_000, 50_000, "auto") == (10_000, None)
+    assert plan_warmup(130, 260, "auto")[0] == 26 and plan_warmup(129, 260, "auto") == (129, None)
+    assert plan_warmup(1000, float("inf"), "auto") == (1000, None) and plan_warmup(0, 6, "auto") == (0, None)
+    steps, text = plan_warmup(1000, 260, "fixed")
+    assert steps == 1000 and text.startswith("warning: the warm-up (1000 steps) fills 100% of the 260")
+
+
+def test_few_validation_networks_warn(capsys):
+    """A split with fewer than 10 validation or test networks is named in a warning (its metrics move in steps
+    of 10% or more), and a larger one is not."""
+    from nnzoo.data.datamodule import check_splits
+    from nnzoo.data.weights import WeightDataset
+    params = _params(2)
+    info = _info(params)
+    def dataset(n):
+        return WeightDataset.homogeneous(SPEC, params[:1].repeat(n, 1), torch.zeros(n, dtype=torch.long))
+    check_splits({"train": dataset(20), "val": dataset(3), "test": dataset(12)}, info)
+    err = capsys.readouterr().err
+    assert "has only 3 val networks" in err and "steps of 33%" in err and "test networks" not in err
+    check_splits({"train": dataset(20), "val": dataset(10), "test": dataset(10)}, info)
+    assert "warning" not in capsys.readouterr().err

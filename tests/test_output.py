@@ -40,7 +40,7 @@ def test_a_piped_fit_prints_plain_epoch_lines_and_no_foreign_noise(tiny_inr_root
 
 
 def test_piped_listings_never_cut_a_name(nnzoo_home):
-    from nnzoo.zoo import list_pretrained
+    from nnzoo.pretrained import list_pretrained
     out = _run(["list", "checkpoints"], nnzoo_home)
     assert out.returncode == 0, out.stderr
     names = [e.name for e in list_pretrained()]

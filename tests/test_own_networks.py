@@ -178,7 +178,7 @@ def test_pack_declares_classes_and_architecture(packed):
 
 
 def test_fit_on_a_pack_uses_the_declared_classes_and_predicts_a_file(packed, nets_dir, tmp_path, capsys):
-    from nnzoo.zoo import load_checkpoint_file
+    from nnzoo.checkpoint_files import load_checkpoint_file
     run_dir = tmp_path / "runs"
     assert main(["fit", "--model", "gnn", "--data", "packed", "data.pack=own_mlps", f"run_dir={run_dir}",
                  "data.batch_size=8", "model.hidden=8", "model.layers=2", "model.probes=4",

@@ -39,7 +39,7 @@ def test_non_editable_install_finds_configs_suites_and_checkpoints(tmp_path):
         "import nnzoo, json\n"
         "from nnzoo.config import compose, config_root\n"
         "from nnzoo.benchmark import load_suite, suites_folder\n"
-        "from nnzoo.zoo import checkpoints_folder, load_pretrained\n"
+        "from nnzoo.pretrained import checkpoints_folder, load_pretrained\n"
         "compose('gnn', 'mnist_inr')\n"
         "load_suite('quick')\n"
         "module = load_pretrained('gnn-mnist_inr')\n"

@@ -31,7 +31,7 @@ SMALL_CNN_ZOO = DataInfo("cnn_zoo", "regression", 1, (NetworkSpec(
      LayerSpec("conv", 16, 16, (3, 3), stride=2, activation="relu"), LayerSpec("linear", 16, 10)),
     input_kind="image"),), {})
 
-REFERENCE_COUNTS = {  # measured by building the reference models (see the README's parity table)
+REFERENCE_COUNTS = {  # measured by building the reference models (see the parity table, docs/models.md)
     ("gnn", "mnist_inr", 0): 92_010, ("gnn", "mnist_inr", 64): 100_714,  # mkofinas/neural-graphs
     ("transformer", "mnist_inr", 0): 376_586, ("transformer", "mnist_inr", 64): 393_866,
     ("dwsnet", "mnist_inr", None): 552_650,  # AvivNavon/DWSNets, MNIST config
@@ -139,17 +139,17 @@ def test_relational_attention_is_the_reference_formula(expanded):
         torch.testing.assert_close(g_got, g_expected, atol=1e-10, rtol=1e-10)
 
 
-# ----------------------------------------------------------- the README quotes these facts; keep the copies true
-README = Path(__file__).resolve().parents[1] / "README.md"
+# ----------------------------------------------------------- the docs quote these facts; keep the copies true
+DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
 def _numbers(text: str) -> list[int]:
     return [int(n.replace(",", "")) for n in re.findall(r"\d[\d,]{2,}", text)]
 
 
-def test_readme_parity_table_quotes_the_measured_counts():
+def test_docs_parity_table_quotes_the_measured_counts():
     rows = {}
-    for line in README.read_text().splitlines():
+    for line in (DOCS / "models.md").read_text().splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         match = re.search(r"\(`(\w+)`\)", cells[0]) if len(cells) == 6 else None
         if match:
@@ -160,6 +160,6 @@ def test_readme_parity_table_quotes_the_measured_counts():
         assert sorted(_numbers(cells[2])) == counts and sorted(_numbers(cells[3])) == counts, name
 
 
-def test_readme_quotes_the_measured_effects_table():
+def test_docs_quote_the_measured_effects_table():
     table = (Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "effects-mnist_inr.md").read_text()
-    assert table.strip() in README.read_text()
+    assert table.strip() in (DOCS / "results.md").read_text()

@@ -15,8 +15,8 @@ from nnzoo.cli import main
 from nnzoo.errors import NnzooError
 from nnzoo.nets import siren_spec
 from nnzoo.nets.functional import params_to_state_dict, siren_init
-from nnzoo.zoo import (edit_files, edit_network, load_pretrained, network_files, predict_file, predict_files,
-                       read_network)
+from nnzoo.inference import edit_files, edit_network, network_files, predict_file, predict_files, read_network
+from nnzoo.pretrained import load_pretrained
 from tests.conftest import random_params
 
 

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from nnzoo.checkpoint_files import load_task
 from nnzoo.cli import main
 from nnzoo.data.weights import WeightBatch
 from nnzoo.errors import NnzooError
 from nnzoo.nets import siren_spec
 from nnzoo.nets.functional import params_to_state_dict
-from nnzoo.train import load_task
-from nnzoo.zoo import checkpoints_folder, export_run, list_pretrained, load_pretrained, manifest
+from nnzoo.pretrained import checkpoints_folder, export_run, list_pretrained, load_pretrained, manifest
 from tests.conftest import random_params, tiny_fit_args
 
 REPO = Path(__file__).resolve().parent.parent
@@ -145,16 +145,16 @@ def test_shipped_inr_checkpoint_reads_inrs_fitted_elsewhere(nnzoo_home):
     assert accuracy >= entry.metrics["test/acc"] - 0.15, accuracy
 
 
-def test_readme_quotes_the_measured_foreign_inr_table():
-    """`python benchmarks/foreign_inrs.py` writes the table; the README quotes it, unedited."""
+def test_docs_quote_the_measured_foreign_inr_table():
+    """`python benchmarks/foreign_inrs.py` writes the table; docs/checkpoints.md quotes it, unedited."""
     table = (REPO / "benchmarks" / "results" / "foreign_inrs.md").read_text()
-    assert table.strip() in (REPO / "README.md").read_text()
+    assert table.strip() in (REPO / "docs" / "checkpoints.md").read_text()
 
 
-def test_readme_checkpoint_table_matches_the_manifest():
-    """The README's checkpoint table is transcribed; this keeps it from drifting from the manifest."""
+def test_docs_checkpoint_table_matches_the_manifest():
+    """The checkpoint table of docs/checkpoints.md is transcribed; this keeps it from drifting from the manifest."""
     rows = {}
-    for line in (REPO / "README.md").read_text().splitlines():
+    for line in (REPO / "docs" / "checkpoints.md").read_text().splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) == 6 and cells[0].startswith("`") and cells[0].endswith("`"):
             rows[cells[0].strip("`")] = cells
@@ -226,7 +226,7 @@ def test_predict_classifies_an_inr_made_by_inr_fit(exported, tmp_path, monkeypat
 def test_cnn_card_and_the_inr_convention_in_predict_help(capsys):
     from nnzoo.data.weights import DataInfo
     from nnzoo.nets.spec import LayerSpec, NetworkSpec
-    from nnzoo.zoo import input_convention
+    from nnzoo.conventions import input_convention
 
     def zoo_cnn(act):
         convs = tuple(LayerSpec("conv", c, 16, (3, 3), stride=2, activation=act) for c in (1, 16, 16))

@@ -28,15 +28,16 @@ from nnzoo.errors import NnzooError
 from nnzoo.io import read_json
 
 
-def _build_config(build: dict[str, Any] | None, kind: str) -> CnnBuildConfig:
-    """The recipe, checked when the datamodule is made: a bad value fails before anything is built."""
-    known = {f.name for f in fields(CnnBuildConfig)}
+def _build_config(build: dict[str, Any] | None, kind: str, recipe: type = CnnBuildConfig) -> Any:
+    """The recipe (a ``recipe`` dataclass with a ``check(kind)``), checked when the datamodule is made: a bad
+    value fails before anything is built."""
+    known = {f.name for f in fields(recipe)}
     if build is not None and not isinstance(build, Mapping):
         raise NnzooError(f"data.build must be a mapping of recipe options ({', '.join(sorted(known))}), got {build!r}")
     unknown = set(build or {}) - known
     if unknown:
         raise NnzooError(f"unknown data.build option(s) {sorted(unknown)}; known: {', '.join(sorted(known))}")
-    return CnnBuildConfig(**(build or {})).check(kind)
+    return recipe(**(build or {})).check(kind)
 
 
 def _check_conv(stride: Any, padding: Any) -> tuple[int, int | str]:

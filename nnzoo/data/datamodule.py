@@ -19,6 +19,7 @@ from nnzoo.data.augment import WeightAugment
 from nnzoo.data.weights import DataInfo, WeightDataset, collate_weight_batch
 from nnzoo.errors import NnzooError
 from nnzoo.io import cache_home
+from nnzoo.progress import warn
 from nnzoo.registry import Registry
 
 DATASETS: Registry[type["WeightDataModule"]] = Registry("dataset")
@@ -101,6 +102,9 @@ class WeightDataModule(L.LightningDataModule):
 
 
 REQUIRED_SPLITS = ("train", "val", "test")
+FEW_EVAL_NETWORKS = 10
+"""Below this many validation or test networks a metric moves in steps of 10% or more: the best checkpoint is
+picked, and the run scored, by noise."""
 
 
 def check_splits(splits: dict[str, WeightDataset], info: DataInfo) -> None:
@@ -124,6 +128,11 @@ def check_splits(splits: dict[str, WeightDataset], info: DataInfo) -> None:
             if targets.is_floating_point() or low < 0 or high >= info.num_outputs:
                 raise NnzooError(f"{where}: {name} labels span {low}..{high} but the dataset declares "
                                  f"{info.num_outputs} classes; fix or replace the data")
+    for name in ("val", "test"):
+        if len(splits[name]) < FEW_EVAL_NETWORKS:
+            warn(f"{where} has only {len(splits[name])} {name} networks, so its {name} metrics move in steps of "
+                 f"{1 / len(splits[name]):.0%} or more; give it at least {FEW_EVAL_NETWORKS} (a pack: more networks "
+                 "or a larger --val-fraction/--test-fraction)")
 
 
 def create_datamodule(name: str, **kwargs: Any) -> WeightDataModule:

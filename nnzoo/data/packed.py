@@ -97,9 +97,10 @@ def _as_index(text: str) -> int | None:
 
 def read_spec_file(path: str | os.PathLike) -> NetworkSpec:
     """A :class:`NetworkSpec` from a JSON file of ``spec.to_dict()`` (e.g. of ``spec_from_module(net)``)."""
+    from nnzoo.nets.graph_spec import spec_from_dict
     data = read_json(path, "spec file")  # RecursionError too: one line
     try:
-        return NetworkSpec.from_dict(data)
+        return spec_from_dict(data)
     except NnzooError as exc:
         raise NnzooError(f"spec file {path}: {exc}") from None
     except (TypeError, KeyError, ValueError, AttributeError) as exc:
@@ -309,8 +310,9 @@ def read_pack(folder: Path) -> tuple[dict[str, Any], NetworkSpec, Tensor, Tensor
                                              or not all(isinstance(n, str) for n in names)):
         raise NnzooError(f"{where}: {PACK_FILE} declares no classes (class_names); make it again with nnzoo pack "
                          "--classes ... --force")
+    from nnzoo.nets.graph_spec import spec_from_dict
     try:
-        spec = NetworkSpec.from_dict(meta["spec"])
+        spec = spec_from_dict(meta["spec"])
     except (NnzooError, TypeError, KeyError, ValueError, AttributeError) as exc:
         raise NnzooError(f"{where}: its spec cannot be read ({exc}); make it again with nnzoo pack --force") from None
     blob = load_tensors(folder / TENSORS_FILE, "pack tensors")

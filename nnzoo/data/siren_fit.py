@@ -41,6 +41,26 @@ STATE_DICT_PREFIX = "seq"
 """Key prefix of INR files written here (``seq.{i}.{weight,bias}``, the DWSNets INR class)."""
 
 
+@dataclass(frozen=True)
+class FitRecipe:
+    """How a SIREN is fitted unless told otherwise: the recipe of the built ``mnist_inr`` data.
+
+    It lives here, below the offline builder, whose :class:`~nnzoo.data.builders.inr.InrBuildConfig` takes its
+    defaults from :data:`DEFAULT_FIT`: :func:`fit_images` and the builder share one set of numbers without
+    importing each other."""
+
+    widths: tuple[int, ...] = (2, 32, 32, 1)
+    w0: float = 30.0
+    init: str = "siren"  # "siren" (fast, >= 40 dB) or "dws" (the DWSNets init, slow)
+    steps: int = 1000  # max Adam steps per SIREN
+    lr: float = 3e-3
+    psnr_target: float = 40.0  # early stop per SIREN, as in the DWSNets recipe
+    chunk_size: int = 100
+
+
+DEFAULT_FIT = FitRecipe()
+
+
 @dataclass
 class FitResult:
     params: Tensor  # (N, P) fitted flat parameters
@@ -285,13 +305,12 @@ def fit_images(images: Sequence[str | os.PathLike | np.ndarray | Tensor], *, spe
 
     Images are read by :func:`read_image` (all of them before any fitting, so a bad file fails
     fast).  ``spec`` defaults to the DWSNets SIREN (2-32-32-1, sine, w0 = 30, output + 0.5);
-    ``steps``, ``lr`` and ``psnr_target`` default to the offline builder's recipe
-    (:class:`nnzoo.data.builders.inr.InrBuildConfig`): Adam until the PSNR first reaches the
+    ``steps``, ``lr`` and ``psnr_target`` default to the offline builder's recipe (:data:`DEFAULT_FIT`,
+    the defaults of :class:`nnzoo.data.builders.inr.InrBuildConfig`): Adam until the PSNR first reaches the
     target (``psnr_target=math.inf`` runs every step).  ``seed`` fixes the initialisation.
     """
-    from nnzoo.data.builders.inr import InrBuildConfig  # the builder imports this module
     check_fit_options(steps, lr, psnr_target, seed)  # before any image is read or anything fitted
-    recipe = InrBuildConfig()
+    recipe = DEFAULT_FIT
     spec = spec or siren_spec(recipe.widths, w0=recipe.w0)
     psnr_target = recipe.psnr_target if psnr_target is None else psnr_target
     targets = torch.stack([read_image(image, size=size, invert=invert) for image in images])

@@ -211,7 +211,8 @@ class DataInfo:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.specs = tuple(NetworkSpec.from_dict(s) if isinstance(s, dict) else s for s in self.specs)
+        from nnzoo.nets.graph_spec import spec_from_dict
+        self.specs = tuple(spec_from_dict(s) if isinstance(s, dict) else s for s in self.specs)
         if self.task not in TASK_NAMES:
             raise NnzooError(f"unknown task '{self.task}' (known: {', '.join(TASK_NAMES)})")
         if not self.specs:
@@ -237,7 +238,7 @@ class DataInfo:
     @property
     def node_roles(self) -> tuple[str, ...]:
         """Per-neuron tensors used as node features."""
-        if any(layer.norm for s in self.specs for layer in s.layers):
+        if any(s.has_norm for s in self.specs):
             return ("bias", *NORM_ROLES)
         return ("bias",)
 
@@ -256,7 +257,8 @@ class DataInfo:
 
     @property
     def max_hidden_groups(self) -> int:
-        return max(s.num_layers - 1 for s in self.specs)
+        """Positional slots between inputs and outputs (hidden layers; a graph spec's shared neuron slots)."""
+        return max(s.hidden_slots for s in self.specs)
 
     @property
     def num_pos_slots(self) -> int:

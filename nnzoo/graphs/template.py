@@ -23,10 +23,13 @@ import torch
 from torch import Tensor
 
 from nnzoo.errors import NnzooError
+from nnzoo.nets.graph_spec import EDGE_KINDS, FEATURE_ROLES, NODE_KINDS, GraphSpec
 from nnzoo.nets.spec import ACTIVATIONS, NetworkSpec
 
 NODE_KIND_INPUT, NODE_KIND_HIDDEN, NODE_KIND_OUTPUT = 0, 1, 2
 EDGE_KIND_WEIGHT, EDGE_KIND_RESIDUAL = 0, 1
+assert NODE_KINDS[:3] == ("input", "hidden", "output") and EDGE_KINDS[:2] == ("weight", "residual")
+_WEIGHT_KINDS = torch.tensor([EDGE_KINDS.index(k) for k in ("weight", "query", "key", "value", "out")])
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,10 @@ def graph_template(spec: NetworkSpec, edge_kernel: tuple[int, int] = (1, 1),
     node features, in order (``bias``, then BatchNorm tensors if any).  With
     ``reverse_edges`` every edge also appears reversed (same feature,
     ``edge_dir = 1``) so messages can flow from a layer to the one below it.
+    A :class:`~nnzoo.nets.graph_spec.GraphSpec` lists its graph itself (:func:`_listed_template`).
     """
+    if isinstance(spec, GraphSpec):
+        return _listed_template(spec, edge_kernel, node_roles, reverse_edges)
     widths = spec.widths
     offsets = [0]
     for w in widths:
@@ -179,6 +185,50 @@ def graph_template(spec: NetworkSpec, edge_kernel: tuple[int, int] = (1, 1),
         output_nodes=output_nodes,
         edge_linear=edge_linear[order],
     )
+
+
+def _listed_template(spec: GraphSpec, edge_kernel: tuple[int, int], node_roles: tuple[str, ...],
+                     reverse_edges: bool) -> GraphTemplate:
+    """The template of a graph spec: its node and edge lists, kernels padded to ``edge_kernel`` as above."""
+    nodes, edges = torch.from_numpy(spec.node_array), torch.from_numpy(spec.edge_array)
+    num_nodes, zero, one = len(nodes), spec.num_params, spec.num_params + 1
+    node_feature = torch.full((num_nodes, len(node_roles)), zero, dtype=torch.long)
+    for f, role in enumerate(node_roles):
+        column = nodes[:, 3 + FEATURE_ROLES.index(role)]
+        node_feature[:, f] = torch.where(column >= 0, column, zero)
+    kind, pos = nodes[:, 0], nodes[:, 1]
+    node_group = torch.where(kind == NODE_KIND_INPUT, 0, pos - spec.num_inputs + 1)
+    node_group[kind == NODE_KIND_OUTPUT] = spec.hidden_slots + 1
+    src, dst, edge_kind, base, kh, kw = edges.t()
+    big_h, big_w = edge_kernel
+    if int(kh.max()) > big_h or int(kw.max()) > big_w:
+        raise NnzooError(f"a {int(kh.max())}x{int(kw.max())} kernel of {spec.describe()} exceeds the dataset's edge "
+                         f"size {big_h}x{big_w}; raise the maximum kernel size")
+    feature = torch.full((len(edges), big_h * big_w), zero, dtype=torch.long)
+    for y in range(big_h):
+        for x in range(big_w):
+            iy, ix = y - (big_h // 2 - kh // 2), x - (big_w // 2 - kw // 2)  # centred as GraphInput.linear_index
+            inside = (iy >= 0) & (iy < kh) & (ix >= 0) & (ix < kw)
+            value = torch.where(base >= 0, base + iy * kw + ix, one)
+            feature[:, y * big_w + x] = torch.where(inside, value, zero)
+    edge_index = torch.stack([src, dst])
+    edge_layer = node_group[dst] - 1
+    edge_linear = torch.isin(edge_kind, _WEIGHT_KINDS) & (kh * kw == 1)
+    edge_dir = torch.zeros(len(edges), dtype=torch.long)
+    if reverse_edges:
+        edge_index = torch.cat([edge_index, edge_index.flip(0)], dim=1)
+        feature, edge_layer, edge_kind = feature.repeat(2, 1), edge_layer.repeat(2), edge_kind.repeat(2)
+        edge_linear = edge_linear.repeat(2)
+        edge_dir = torch.cat([edge_dir, torch.ones_like(edge_dir)])
+    order = torch.sort(edge_index[1], stable=True).indices
+    return GraphTemplate(
+        num_nodes=num_nodes, edge_index=edge_index[:, order], node_feature_index=node_feature,
+        edge_feature_index=feature[order], node_group=node_group, node_kind=kind.clone(), node_pos=pos.clone(),
+        node_act=nodes[:, 2].clone(), edge_layer=edge_layer[order], edge_kind=edge_kind[order].clone(),
+        edge_dir=edge_dir[order], in_degree=torch.bincount(edge_index[1], minlength=num_nodes),
+        output_nodes=torch.nonzero(kind == NODE_KIND_OUTPUT).flatten()[torch.argsort(
+            pos[kind == NODE_KIND_OUTPUT])],
+        edge_linear=edge_linear[order])
 
 
 @lru_cache(maxsize=256)

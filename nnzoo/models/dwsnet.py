@@ -154,6 +154,10 @@ class DWSNet(nn.Module):
     style-editing config), and ``forward`` returns that channel as the change of every weight and bias.
     """
 
+    embedding_head = "head.mlp"
+    """The submodule whose input is a network's embedding (:func:`nnzoo.inference.embed_networks`): every
+    tensor's features pooled over its hidden axes, concatenated (:class:`InvariantHead`)."""
+
     def __init__(self, info: DataInfo, hidden: int = 32, layers: int = 5, reduction: str = "max",
                  set_layer: str = "sab", heads: int = 8, fc_layers: int = 1, head_layers: int = 1,
                  batch_norm: bool = True, dropout: float = 0.0, adjacent_only: bool = False,

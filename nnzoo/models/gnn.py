@@ -43,7 +43,7 @@ def forward_log_degree(info: DataInfo) -> float:
 
 @register_model("gnn", "NG-GNN: PNA message passing with FiLM edge modulation and edge updates on the "
                 "network's computation graph (Kofinas et al. 2024)",
-                tasks=("classification", "regression", "editing"))
+                tasks=("classification", "regression", "editing"), graphs=True)
 class NeuralGraphGNN(nn.Module):
     """Graph network over neurons (nodes) and weights (edges).
 
@@ -52,6 +52,10 @@ class NeuralGraphGNN(nn.Module):
     :class:`~nnzoo.models.layers.edit_head.GraphDeltaHead` (one change per weight
     and bias, the reference's ``GNNParams``) and ``forward`` returns the changes.
     """
+
+    embedding_head = "readout.head"
+    """The submodule whose input is a network's embedding (:func:`nnzoo.inference.embed_networks`): the final
+    states of the output neurons, concatenated (the readout's pooling of :meth:`node_states`)."""
 
     def __init__(self, info: DataInfo, hidden: int = 32, layers: int = 4, dropout: float = 0.2,
                  fourier_features: int = 128, fourier_sigma: float = 3.0, probes: int = 64,

@@ -73,6 +73,10 @@ def layout(spec: NetworkSpec) -> tuple:
 class InvariantNFN(nn.Module):
     """Encodings -> NF-layers with ReLU -> pooling -> MLP head; shared by ``nfn_hnp`` and ``nfn_np``."""
 
+    embedding_head = "head.2"
+    """The submodule whose input is a network's embedding (:func:`nnzoo.inference.embed_networks`): the
+    first linear layer after the pooling, which it reads flattened."""
+
     def __init__(self, info: DataInfo, model: str, make_layer: Callable[[NFNSpec, int, int], nn.Module],
                  hidden: Sequence[int], fourier_features: int, fourier_scale: float, head_hidden: int,
                  dropout: float, pool: str, encoding: Callable[[NFNSpec], nn.Module] | None = None,

@@ -42,9 +42,14 @@ def tensor_statistics(params: Tensor, spec: NetworkSpec, max_layers: int) -> Ten
 
 
 @register_model("statnn", "MLP on per-tensor weight statistics (mean, var, quantiles); CNN-zoo baseline",
-                reads_norm=False, io_ordered=False)  # statistics of weights and biases only, pooled per tensor
+                reads_norm=False, io_ordered=False,  # statistics of weights and biases only, pooled per tensor
+                graphs=True)
 class StatNN(nn.Module):
     """Statistics of the (standardised, if the dataset says so) tensors -> MLP (reference: two hidden layers of 1000)."""
+
+    embedding_head = "head"
+    """The submodule whose input is a network's embedding (:func:`nnzoo.inference.embed_networks`): the
+    statistics of its tensors."""
 
     def __init__(self, info: DataInfo, hidden: int = 1000, layers: int = 2, dropout: float = 0.0) -> None:
         super().__init__()

@@ -15,12 +15,15 @@ on MNIST INRs without probes, 393,866 with 64.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 from torch_geometric.utils import to_dense_batch
 
 from nnzoo.data.weights import DataInfo, WeightBatch
+from nnzoo.errors import IncompatibleError
 from nnzoo.models.layers.edit_head import GraphDeltaHead
 from nnzoo.models.layers.fused import over_network_chunks
 from nnzoo.models.layers.graph_input import GraphInput
@@ -46,9 +49,33 @@ def dense_edges(edge_attr: Tensor, edge_index: Tensor, batch: Tensor, num_graphs
     return dense.index_put(local_edge_index(edge_index, batch, num_graphs), edge_attr)
 
 
+PAIR_MEMORY_BUDGET = 2 * 2 ** 30
+"""Bytes of ``n x n`` pair tensors (float32) one network may keep for backward in a training step: 2 GiB, so
+that a batch of 8 networks stays within 16 GiB.  NG-T is dense in neurons; beyond :func:`max_nodes` it is
+refused (``gnn`` grows with edges, not with pairs of neurons)."""
+
+
+def pair_floats(d_edge: int, d_attn: int, d_edge_hidden: int, heads: int, layers: int, edge_updates: bool,
+                editing: bool = False) -> int:
+    """Floats kept for backward per ordered pair of neurons of one network in a training step.
+
+    Counted off :class:`~nnzoo.models.layers.relational_attention.RelationalTransformerLayer` (and checked
+    against the saved tensors of a real step, ``tests/test_arch_zoo.py``): per layer, the attention's
+    query/key/value-modulation edge projections and their products (``4 d_attn``), the layer's input edges
+    and logits (``d_edge + 3 heads``); per edge update, its MLPs and norms (``4 d_edge_hidden + 5 d_edge + 4``);
+    and the dense input edges (``d_edge``)."""
+    updating = (layers if editing else layers - 1) if edge_updates else 0
+    return layers * (4 * d_attn + d_edge + 3 * heads) + updating * (4 * d_edge_hidden + 5 * d_edge + 4) + d_edge
+
+
+def max_nodes(budget: int = PAIR_MEMORY_BUDGET, **dims) -> int:
+    """Most neurons per network whose pair tensors (:func:`pair_floats`) fit ``budget`` bytes."""
+    return math.isqrt(budget // (4 * pair_floats(**dims)))
+
+
 @register_model("transformer", "NG-T: relational transformer whose attention reads and updates the weights "
                 "(edges) of the network's computation graph (Kofinas et al. 2024)",
-                tasks=("classification", "regression", "editing"))
+                tasks=("classification", "regression", "editing"), graphs=True)
 class NeuralGraphTransformer(nn.Module):
     """Relational transformer over neurons.
 
@@ -56,6 +83,10 @@ class NeuralGraphTransformer(nn.Module):
     :class:`~nnzoo.models.layers.edit_head.GraphDeltaHead` replaces the readout (the reference's
     ``RelationalTransformerParams``); ``forward`` then returns one change per weight and bias.
     """
+
+    embedding_head = "readout.head"
+    """The submodule whose input is a network's embedding (:func:`nnzoo.inference.embed_networks`): the final
+    states of the output neurons, concatenated (the readout's pooling of :meth:`node_states`)."""
 
     def __init__(self, info: DataInfo, d_node: int = 64, d_edge: int = 32, d_attn: int = 128,
                  d_node_hidden: int = 128, d_edge_hidden: int = 64, heads: int = 8, layers: int = 4,
@@ -67,9 +98,20 @@ class NeuralGraphTransformer(nn.Module):
         self.input = GraphInput(info, d_node, d_edge, fourier_features, fourier_sigma, probes, reverse_edges,
                                 linear_as_conv, activation_embedding)
         self.editing = info.task == "editing"
+        dims = dict(d_edge=d_edge, d_attn=d_attn, d_edge_hidden=d_edge_hidden, heads=heads, layers=layers,
+                    edge_updates=edge_updates, editing=self.editing)
+        largest = max(info.specs, key=lambda spec: spec.num_nodes)
+        if largest.num_nodes > max_nodes(**dims):
+            need = 4 * pair_floats(**dims) * largest.num_nodes ** 2 / 2 ** 30
+            raise IncompatibleError(
+                f"dataset '{info.name}': network '{getattr(largest, 'name', None) or largest.describe()}' has "
+                f"{largest.num_nodes} neurons; NG-T keeps "
+                f"{need:.1f} GiB of neuron-pair tensors per network for backward at these widths (limit "
+                f"{PAIR_MEMORY_BUDGET / 2 ** 30:g} GiB: {max_nodes(**dims)} neurons); use gnn, whose memory grows "
+                "with edges, or narrower model.d_attn/d_edge_hidden/layers")
         # the attention's (n x n x d_attn) float32 tensor of one network: what over_network_chunks keeps off
         # fresh pages
-        self.pair_bytes = 4 * d_attn * max(sum(spec.widths) for spec in info.specs) ** 2
+        self.pair_bytes = 4 * d_attn * max(spec.num_nodes for spec in info.specs) ** 2
         self.layers = nn.ModuleList(
             RelationalTransformerLayer(d_node, d_edge, d_attn, d_node_hidden, d_edge_hidden, heads, dropout,
                                        # a classifier never reads the last layer's edges; an editor does

@@ -14,8 +14,10 @@ It accepts what a spec can describe, in forward order:
 
 ``nn.Sequential`` containers are walked module by module; any other module is traced with
 ``torch.fx`` to find the order its ``forward`` calls its layers in, and must be a plain chain (no
-residual additions, no branches).  Anything else is refused in one line naming the module's path and
-type.  :func:`spec_from_state_dict` infers a spec from a state dict alone (its tensors' shapes), given
+residual additions, no branches).  Given ``input_shape``, anything else is read by running the module once
+(:mod:`nnzoo.nets.trace`: transformers, ResNets, attention, LayerNorm) into a
+:class:`~nnzoo.nets.graph_spec.GraphSpec`; what that cannot read is refused in one line naming the module's
+path and type.  :func:`spec_from_state_dict` infers a spec from a state dict alone (its tensors' shapes), given
 the activation, which a state dict does not record.
 """
 
@@ -34,7 +36,9 @@ from torch import Tensor, nn
 from nnzoo.errors import NnzooError
 from nnzoo.nets.cnn import BN_EPS
 from nnzoo.nets.functional import _module, _suffix, tensor_entries
+from nnzoo.nets.graph_spec import GraphSpec
 from nnzoo.nets.spec import ACTIVATIONS, LayerSpec, NetworkSpec
+from nnzoo.nets.trace import trace_module
 
 SUPPORTED = ("Linear, Conv2d, BatchNorm1d/2d, ReLU, GELU, SiLU, Tanh, Sigmoid, LeakyReLU(0.01), sin(w0 * x), "
              "AdaptiveAvgPool2d(1), Flatten, Dropout, Identity")
@@ -75,16 +79,34 @@ class _Walk:
     w0: float | None = None
 
 
-def spec_from_module(module: nn.Module, input_shape: tuple[int, ...] | None = None) -> NetworkSpec:
-    """The :class:`NetworkSpec` of ``module`` (an MLP or a CNN, see the module docstring).
+def spec_from_module(module: nn.Module, input_shape: tuple[int, ...] | None = None,
+                     graph: bool = False) -> NetworkSpec | GraphSpec:
+    """The spec of ``module``: a :class:`NetworkSpec` for a chain (an MLP or a CNN, see the module docstring),
+    else, given ``input_shape``, the :class:`~nnzoo.nets.graph_spec.GraphSpec` read by running it once
+    (:func:`nnzoo.nets.trace.trace_module`: transformers, residual networks, LayerNorm, attention).
 
-    ``input_shape`` (without the batch dimension, e.g. ``(1, 28, 28)`` or ``(2,)``) is optional: it is
-    checked against the first layer and lets a CNN flatten a 1x1 feature map instead of pooling it.
-    The flat parameter vector of a state dict of ``module`` in this spec is
-    :func:`nnzoo.nets.state_dict_to_params` ``(module.state_dict(), spec)``.
+    ``input_shape`` (without the batch dimension, e.g. ``(1, 28, 28)`` or ``(2,)``) is optional for a chain: it
+    is checked against the first layer and lets a CNN flatten a 1x1 feature map instead of pooling it.
+    ``graph=True`` reads even a chain as a graph spec.  The flat parameter vector of a state dict of
+    ``module`` in this spec is :func:`nnzoo.nets.state_dict_to_params` ``(module.state_dict(), spec)``.
     """
     if not isinstance(module, nn.Module):
         raise NnzooError(f"spec_from_module needs an nn.Module instance, got {type(module).__name__}")
+    if graph:
+        if input_shape is None:
+            raise NnzooError(f"spec_from_module(..., graph=True) of {type(module).__name__} needs input_shape (the "
+                             "shape of one input, without the batch dimension) to run it once")
+        return trace_module(module, input_shape)
+    try:
+        return _chain_spec(module, input_shape)
+    except NnzooError as exc:
+        if input_shape is None:
+            raise NnzooError(f"{exc} (or pass input_shape=... to read its graph by running it)") from None
+        return trace_module(module, input_shape)
+
+
+def _chain_spec(module: nn.Module, input_shape: tuple[int, ...] | None) -> NetworkSpec:
+    """The chain reading of :func:`spec_from_module` (NetworkSpec)."""
     ops = _ops(module, "")
     walk = _Walk()
     if input_shape is not None:
@@ -422,6 +444,7 @@ def spec_from_state_dict(state_dict: Mapping[str, object], activation: str = "re
     if not entries:
         raise NnzooError(f"{source}: no '*weight'/'*bias' tensors, so the architecture cannot be read off the keys; "
                          "describe it with a spec (nnzoo.nets.spec_from_module(...).to_dict() as JSON, --spec)")
+    _refuse_non_chain(state_dict, source)
     modules: dict[str, dict[str, Tensor]] = {}
     for key, value in entries:
         suffix = _suffix(key)
@@ -434,8 +457,9 @@ def spec_from_state_dict(state_dict: Mapping[str, object], activation: str = "re
         if is_norm:
             if not layers or "norm" in layers[-1] or weight is None or "bias" not in tensors \
                     or "running_var" not in tensors or "running_mean" not in tensors:
-                raise NnzooError(f"{source}: '{name}' looks like a BatchNorm but is not complete (weight, bias, "
-                                 "running_mean, running_var) right after a layer; describe the network with --spec")
+                raise NnzooError(f"{source}: '{name}' is a normalisation without running statistics (a LayerNorm?) "
+                                 "or not right after a layer, so the network is not a chain of layers and "
+                                 f"BatchNorms; use --spec ({_SPEC_HINT})")
             layers[-1]["norm"] = "batchnorm"
             continue
         if weight is None or weight.dim() not in (2, 4):
@@ -455,4 +479,30 @@ def spec_from_state_dict(state_dict: Mapping[str, object], activation: str = "re
         return NetworkSpec(tuple(LayerSpec(**layer) for layer in layers), w0=w0,
                            input_kind="image" if conv else "coords")
     except NnzooError as exc:
-        raise NnzooError(f"{source}: {exc}") from None
+        raise NnzooError(f"{source}: {exc}: its tensors in file order are not a chain of layers; use --spec "
+                         f"({_SPEC_HINT})") from None
+
+
+_SPEC_HINT = "json.dump(nnzoo.nets.spec_from_module(net, input_shape=...).to_dict(), file)"
+_NOT_CHAIN = {"downsample": "a residual shortcut", "shortcut": "a residual shortcut",
+              "in_proj_weight": "attention (nn.MultiheadAttention)", "self_attn": "attention",
+              "attn": "attention", "attention": "attention"}
+"""Key parts that no chain of layers has: the state dict of a residual network or a transformer."""
+
+
+def _refuse_non_chain(state_dict: Mapping[str, object], source: str | Path) -> None:
+    """Refuse, in one line saying ``use --spec``, a state dict whose keys show it is not a chain (a residual
+    shortcut, attention, a class token or position table), instead of guessing a chain from its shapes.  A
+    residual addition without a shortcut layer leaves no trace in a state dict: only a spec read off the module
+    describes it."""
+    for key, value in state_dict.items():
+        parts = str(key).split(".")
+        hit = next((p for p in parts if p in _NOT_CHAIN), None)
+        if hit is not None:
+            raise NnzooError(f"{source}: tensor '{key}' belongs to {_NOT_CHAIN[hit]}, so the network is not a chain "
+                             f"of layers and cannot be read off its state dict; use --spec ({_SPEC_HINT})")
+        if isinstance(value, Tensor) and value.is_floating_point() and value.dim() >= 2 \
+                and _suffix(str(key)) is None:
+            raise NnzooError(f"{source}: tensor '{key}' {tuple(value.shape)} is not a layer's weight or bias (a class "
+                             f"token or position table?), so the network is not a chain of layers; use --spec "
+                             f"({_SPEC_HINT})")

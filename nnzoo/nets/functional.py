@@ -232,6 +232,9 @@ def state_dict_to_params(state_dict: Mapping[str, object], spec: NetworkSpec,
     to the slots by position.  Every mismatch is one line naming the file, the key and both shapes.
     """
     from nnzoo.checks import check_plain_tensors, check_renders_finite
+    from nnzoo.nets.graph_spec import GraphSpec, graph_state_dict_to_params
+    if isinstance(spec, GraphSpec):
+        return graph_state_dict_to_params(state_dict, spec, source)
     check_plain_tensors(state_dict, source)  # sparse, meta, nested, quantized, complex: one line, not torch's
     entries = tensor_entries(state_dict)
     if entries:

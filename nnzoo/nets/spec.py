@@ -151,6 +151,15 @@ class NetworkSpec:
     def is_conv(self) -> bool:
         return any(layer.kind == "conv" for layer in self.layers)
 
+    @property
+    def has_norm(self) -> bool:
+        return any(layer.norm for layer in self.layers)
+
+    @property
+    def hidden_slots(self) -> int:
+        """Positional-embedding slots of hidden neurons: one per hidden layer (see :mod:`nnzoo.graphs`)."""
+        return self.num_layers - 1
+
     @cached_property
     def slots(self) -> tuple[TensorSlot, ...]:
         """Flat-vector layout: per layer weight, bias, then BatchNorm tensors."""

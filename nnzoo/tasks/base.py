@@ -17,6 +17,32 @@ from torch import Tensor
 
 from nnzoo.data.weights import DataInfo, WeightBatch
 from nnzoo.models import count_parameters, create_model
+from nnzoo.progress import note
+
+WARMUP_SCALED_FRACTION = 0.1
+"""``optim.warmup_scaling=auto``: a recipe's warm-up that would fill at least half of the planned steps is cut to
+this fraction of them (a common warm-up share); shorter warm-ups are the recipe's and stay."""
+
+
+def plan_warmup(recipe_steps: int, planned_steps: float, scaling: str) -> tuple[int, str | None]:
+    """The warm-up a run uses, and a line saying why when it is not the recipe's (or is, but cannot work).
+
+    The reference recipes warm up for 1,000 (NG) or 10,000 (NFN) steps of runs of 10^5 steps or more.  A run of
+    a few hundred steps (the main job, a pack of 30 networks) would spend all of it below the recipe's learning
+    rate and report success at chance accuracy; ``auto`` scales such a warm-up to the planned run, ``fixed``
+    keeps it and warns.  ``planned_steps`` is Lightning's ``estimated_stepping_batches`` (inf when unbounded).
+    """
+    recipe = max(int(recipe_steps), 0)
+    if not math.isfinite(planned_steps) or planned_steps <= 0 or recipe < planned_steps / 2:
+        return recipe, None
+    planned = int(planned_steps)
+    if scaling == "auto":
+        steps = max(int(planned * WARMUP_SCALED_FRACTION), 1)
+        return steps, (f"warm-up: {steps} steps, the recipe's {recipe} scaled to {WARMUP_SCALED_FRACTION:.0%} of the "
+                       f"{planned} planned steps (optim.warmup_scaling=auto; =fixed keeps {recipe})")
+    return recipe, (f"warning: the warm-up ({recipe} steps) fills {min(recipe / planned, 1):.0%} of the {planned} "
+                    "planned steps, so most of the run trains below the recipe's learning rate; set "
+                    "optim.warmup_scaling=auto, fewer optim.warmup_steps or more trainer.max_epochs")
 
 
 class WeightSpaceTask(L.LightningModule):
@@ -35,7 +61,8 @@ class WeightSpaceTask(L.LightningModule):
         options = {k: v for k, v in model.items() if k != "name"}
         self.model = create_model(model["name"], self.info, **options)
         self.optim = {"lr": 1e-3, "weight_decay": 5e-4, "amsgrad": True, "warmup_steps": 100,
-                      "schedule": "constant", **(optim or {})}
+                      "warmup_scaling": "auto", "schedule": "constant", **(optim or {})}
+        self.warmup_note: str | None = None  # set by configure_optimizers when the warm-up is not the recipe's
 
     @property
     def num_parameters(self) -> int:
@@ -54,8 +81,12 @@ class WeightSpaceTask(L.LightningModule):
         o = self.optim
         optimizer = torch.optim.AdamW(self.parameters(), lr=o["lr"], weight_decay=o["weight_decay"],
                                       amsgrad=o["amsgrad"])
-        warmup = max(int(o["warmup_steps"]), 1)
-        total = max(int(self.trainer.estimated_stepping_batches), warmup + 1) if self._trainer else warmup + 1
+        planned = float(self.trainer.estimated_stepping_batches) if self._trainer else math.inf
+        warmup, self.warmup_note = plan_warmup(o["warmup_steps"], planned, o["warmup_scaling"])
+        if self.warmup_note and self._trainer is not None and getattr(self.trainer, "is_global_zero", True):
+            note(self.warmup_note)
+        warmup = max(warmup, 1)
+        total = max(int(planned), warmup + 1) if math.isfinite(planned) else warmup + 1
 
         def factor(step: int) -> float:
             if step < warmup:

@@ -19,13 +19,18 @@ LOCK_TIMEOUT_ENV = "NNZOO_LOCK_TIMEOUT"
 (the OS releases the lock of a process that dies, so only a live build is ever waited for)."""
 
 
-def build_once(final: Path, build: Callable[[Path], None], timeout: float | None = None) -> Path:
+def build_once(final: Path, build: Callable[[Path], None], timeout: float | None = None,
+               resumable: bool = False) -> Path:
     """Return ``final``, first running ``build(partial_folder)`` if no complete build exists.
 
     The build goes into a temporary sibling folder that is renamed into place,
     so a killed build never leaves a folder that looks complete; a file lock
     (``filelock``: POSIX and Windows) makes concurrent processes wait for the one that builds,
     for at most ``timeout`` seconds (default: ``$NNZOO_LOCK_TIMEOUT``, else no limit).
+
+    ``resumable``: the temporary folder is ``.<name>.partial`` (not per process) and is kept when the build
+    is killed or fails, so that a re-run's ``build`` finds the work already done there (a builder that
+    writes each finished piece atomically skips it) and continues; long builds (hours) use it.
     """
     if (final / BUILD_INFO).is_file():
         return final
@@ -37,16 +42,27 @@ def build_once(final: Path, build: Callable[[Path], None], timeout: float | None
         with FileLock(lock_file, timeout=timeout):
             if (final / BUILD_INFO).is_file():
                 return final
+            if resumable:  # one partial folder, kept across runs: the lock makes its builder the only one
+                partial = final.parent / f".{final.name}.partial"
+                partial.mkdir(exist_ok=True)
+                build(partial)
+                _replace(partial, final)
+                return final
             partial = final.parent / f".{final.name}.partial-{os.getpid()}"
             shutil.rmtree(partial, ignore_errors=True)
             try:
                 build(partial)
-                if final.exists():  # a stale, incomplete folder from a killed build
-                    shutil.rmtree(final)
-                os.replace(partial, final)
+                _replace(partial, final)
             finally:
                 shutil.rmtree(partial, ignore_errors=True)
     except Timeout:
         raise NnzooError(f"{lock_file}: another process has been building {final.name} for more than {timeout:g} s; "
                          f"wait for it to finish (or stop it) and retry, or raise {LOCK_TIMEOUT_ENV}") from None
     return final
+
+
+def _replace(partial: Path, final: Path) -> None:
+    """Move a finished build into place (over a stale, incomplete folder of a killed build)."""
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(partial, final)

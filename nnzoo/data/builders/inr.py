@@ -27,7 +27,7 @@ from torch import Tensor
 from nnzoo.data.builders.cache import BUILD_INFO, build_once
 from nnzoo.data.formats.dwsnets import SPLITS, write_dwsnets
 from nnzoo.data.images import load_images
-from nnzoo.data.siren_fit import MAX_FIT_STEPS, fit_sirens
+from nnzoo.data.siren_fit import DEFAULT_FIT, MAX_FIT_STEPS, fit_sirens
 from nnzoo.errors import NnzooError, check_choice
 from nnzoo.io import read_json, write_json
 from nnzoo.nets.spec import siren_spec
@@ -67,13 +67,14 @@ class InrBuildConfig:
     seed: int = 0  # selects the images, the split and the SIREN initialisation
     val_fraction: float = 0.1
     test_fraction: float = 0.1
-    widths: tuple[int, ...] = (2, 32, 32, 1)
-    w0: float = 30.0
-    init: str = "siren"  # "siren" (fast, >= 40 dB) or "dws" (the DWSNets init, slow)
-    steps: int = 1000  # max Adam steps per SIREN
-    lr: float = 3e-3
-    psnr_target: float = 40.0  # early stop per SIREN, as in the DWSNets recipe
-    chunk_size: int = 100
+    # how each SIREN is fitted: nnzoo.data.siren_fit.FitRecipe's defaults (fit_images uses the same)
+    widths: tuple[int, ...] = DEFAULT_FIT.widths
+    w0: float = DEFAULT_FIT.w0
+    init: str = DEFAULT_FIT.init  # "siren" (fast, >= 40 dB) or "dws" (the DWSNets init, slow)
+    steps: int = DEFAULT_FIT.steps  # max Adam steps per SIREN
+    lr: float = DEFAULT_FIT.lr
+    psnr_target: float = DEFAULT_FIT.psnr_target  # early stop per SIREN, as in the DWSNets recipe
+    chunk_size: int = DEFAULT_FIT.chunk_size
     compile: bool = False  # torch.compile the fitting step (see benchmarks/speed.py for whether it helps)
     views: int = 1  # SIRENs per training image (NFN's +10 copies: 11); val and test keep one INR per image
     view_lr_spread: float = 0.0  # extra view k fits with lr x 2^(spread x u_k), u_k evenly spaced in [-1, 1]

@@ -14,8 +14,10 @@ network, fixed by a seeded permutation (80/10/10).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -50,17 +52,18 @@ class CnnPark:
     splits: dict[str, Tensor]  # split -> network ids
 
 
-def _park_spec(entry: object, g: int, index: Path) -> tuple[NetworkSpec, str]:
+def _park_spec(entry: object, g: int, index: Path, from_dict: Callable[[Any], Any] = NetworkSpec.from_dict,
+               noun: str = "park") -> tuple[NetworkSpec, str]:
     """Architecture ``g`` of the index: its spec and file name, or a one-line refusal naming the index."""
     try:
-        spec = NetworkSpec.from_dict(entry["spec"])
+        spec = from_dict(entry["spec"])
         file = entry["file"]
     except (KeyError, TypeError, ValueError, AttributeError, NnzooError) as exc:
         raise NnzooError(f"{index}: architecture {g} is malformed ({exc.__class__.__name__}: {exc}); fix or rebuild "
-                         "the park") from None
+                         f"the {noun}") from None
     if not isinstance(file, str) or file in ("", ".", "..") or Path(file).name != file:
-        raise NnzooError(f"{index}: architecture {g} names file {file!r}; it must be a file name inside the park "
-                         "folder; fix or rebuild the park")
+        raise NnzooError(f"{index}: architecture {g} names file {file!r}; it must be a file name inside the {noun} "
+                         f"folder; fix or rebuild the {noun}")
     for i, layer in enumerate(spec.layers):
         sizes = (layer.in_features, layer.out_features, layer.stride, *layer.kernel_size)
         if any(isinstance(v, bool) or not isinstance(v, int) for v in sizes) or layer.stride < 1 \
@@ -102,37 +105,47 @@ def _park_tensors(blob: object, spec: NetworkSpec, file: Path) -> tuple[Tensor, 
     return p, a
 
 
-def load_cnn_park(folder: str | os.PathLike, seed: int = 0) -> CnnPark:
-    """Read a park; every architecture entry and file is checked before the split is drawn."""
+def read_groups(folder: str | os.PathLike, fmt: str, what: str, noun: str,
+                from_dict: Callable[[Any], Any] = NetworkSpec.from_dict) -> tuple[CnnPark, list[tuple[Path, dict]]]:
+    """The architecture groups of an index of format ``fmt`` (``what``: its name in messages), every entry and file
+    checked, without a split yet; and each architecture file with its contents (for the caller's own columns)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise NnzooError(f"CNN park folder not found: {folder} (leave data.root empty to build one offline)")
-    index = read_json(folder / INDEX, "CNN park index")
+        raise NnzooError(f"{what} folder not found: {folder} (leave data.root empty to build one offline)")
+    index = read_json(folder / INDEX, f"{what} index")
     entries = index.get("architectures") if isinstance(index, dict) else None
-    if not isinstance(index, dict) or index.get("format") != FORMAT or not isinstance(entries, list) or not entries:
-        raise NnzooError(f"{folder / INDEX} is not an nnzoo CNN park index (format '{FORMAT}' with a non-empty "
-                         "'architectures' list); fix or rebuild the park")
+    if not isinstance(index, dict) or index.get("format") != fmt or not isinstance(entries, list) or not entries:
+        raise NnzooError(f"{folder / INDEX} is not an nnzoo {what} index (format '{fmt}' with a non-empty "
+                         f"'architectures' list); fix or rebuild the {noun}")
     if index.get("version") != 1:
         raise NnzooError(f"{folder / INDEX} has version {index.get('version')!r}; this nnzoo reads version 1; fix "
-                         "or rebuild the park")
-    specs, params, groups, rows, accs, files = [], [], [], [], [], {}
-    for g, entry in enumerate(index["architectures"]):
-        spec, name = _park_spec(entry, g, folder / INDEX)
+                         f"or rebuild the {noun}")
+    specs, params, groups, rows, accs, blobs, files = [], [], [], [], [], [], {}
+    for g, entry in enumerate(entries):
+        spec, name = _park_spec(entry, g, folder / INDEX, from_dict, noun)
         if name in files:  # the same networks twice: they could land in train and test
             raise NnzooError(f"{folder / INDEX}: architectures {files[name]} and {g} both name {name}; fix or rebuild "
-                             "the park")
+                             f"the {noun}")
         files[name] = g
-        p, a = _park_tensors(load_tensors(folder / name, "CNN park file"), spec, folder / name)
+        blob = load_tensors(folder / name, f"{what} file")
+        p, a = _park_tensors(blob, spec, folder / name)
         specs.append(spec)
         params.append(p)
         groups.append(torch.full((len(p),), g, dtype=torch.long))
         rows.append(torch.arange(len(p)))
         accs.append(a)
-    n = sum(len(p) for p in params)
+        blobs.append((folder / name, blob))
+    return CnnPark(tuple(specs), params, torch.cat(groups), torch.cat(rows), torch.cat(accs), {}), blobs
+
+
+def load_cnn_park(folder: str | os.PathLike, seed: int = 0) -> CnnPark:
+    """Read a park; every architecture entry and file is checked before the split is drawn."""
+    park, _ = read_groups(folder, FORMAT, "CNN park", "park")
+    n = len(park.accuracy)
     if n < 3:
-        raise NnzooError(f"{folder / INDEX}: the park holds {n} network(s); an 80/10/10 split with non-empty train, "
-                         "val and test needs at least 3")
+        raise NnzooError(f"{Path(folder) / INDEX}: the park holds {n} network(s); an 80/10/10 split with non-empty "
+                         "train, val and test needs at least 3")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     n_val = n_test = max(1, n // 10)
-    splits = {"train": order[n_val + n_test:], "val": order[:n_val], "test": order[n_val:n_val + n_test]}
-    return CnnPark(tuple(specs), params, torch.cat(groups), torch.cat(rows), torch.cat(accs), splits)
+    park.splits = {"train": order[n_val + n_test:], "val": order[:n_val], "test": order[n_val:n_val + n_test]}
+    return park

@@ -4,7 +4,9 @@ It follows the graph constructor of Neural Graphs (Kofinas et al. 2024):
 
 * node feature: ``Linear(Fourier(bias))`` (+ probe features) -> ``Linear`` -> + positional
   embedding (+ activation embedding on hidden neurons);
-* edge feature: ``Linear(Fourier(raw edge))`` -> ``Linear``.  With ``reverse_edges`` the raw
+* edge feature: ``Linear(Fourier(raw edge))`` -> ``Linear``;
+* graphs read off modules (:class:`~nnzoo.nets.graph_spec.GraphSpec`): + a learned embedding of the node
+  type and of the edge type (attention's query/key/value/out weights, head and norm edges, tokens).  With ``reverse_edges`` the raw
   feature of an edge is ``[w, 0, w]`` along the data flow and ``[0, w, w]`` on its reversed
   copy (the reference's ``[W, W^T, W + W^T]``), so direction is encoded before the lift.
 """
@@ -23,6 +25,7 @@ from nnzoo.graphs import NODE_KIND_HIDDEN, batch_to_graph
 from nnzoo.models.layers.encoders import FeatureEncoder, NodePositionEmbedding
 from nnzoo.models.layers.probes import ProbeFeatures
 from nnzoo.models.layers.standardize import Standardize
+from nnzoo.nets.graph_spec import EDGE_KINDS, NODE_KINDS, GraphSpec
 from nnzoo.nets.spec import ACTIVATIONS
 
 
@@ -85,6 +88,12 @@ class GraphInput(nn.Module):
             raise NnzooError(f"activation_embedding must be true, false or auto, got {activation_embedding!r}")
         use_act = len(kinds) > 1 if activation_embedding == "auto" else bool(activation_embedding)
         self.activation = nn.Embedding(len(ACTIVATIONS), node_dim) if use_act else None
+        # graphs read off modules (GraphSpec) type their neurons (query, key, value, head, norm, token...) and
+        # weights (query, key, value, out, qk, head, token...): a learned vector per type, shared by every
+        # element of that type, so the types stay permutation-invariant; absent for layer-chain datasets
+        typed = any(isinstance(s, GraphSpec) for s in info.specs)
+        self.node_type = nn.Embedding(len(NODE_KINDS), node_dim) if typed else None
+        self.edge_type = nn.Embedding(len(EDGE_KINDS), edge_dim) if typed else None
 
     def encode_edges(self, raw: Tensor, linear: Tensor | None = None) -> Tensor:
         """Raw edge features ``(E, edge_in)`` -> ``(E, edge_dim)``; ``linear`` flags dense-layer edges."""
@@ -108,5 +117,10 @@ class GraphInput(nn.Module):
         if self.activation is not None:
             hidden = (graph.node_kind == NODE_KIND_HIDDEN).unsqueeze(-1)
             x = x + self.activation(graph.node_act) * hidden
+        if self.node_type is not None:
+            x = x + self.node_type(graph.node_kind)
         raw = with_direction(graph.edge_attr, graph.edge_dir) if self.reverse_edges else graph.edge_attr
-        return EncodedGraph(x, self.encode_edges(raw, graph.edge_linear), graph)
+        edges = self.encode_edges(raw, graph.edge_linear)
+        if self.edge_type is not None:
+            edges = edges + self.edge_type(graph.edge_kind)
+        return EncodedGraph(x, edges, graph)
