@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from nnzoo.io import write_json, write_text
+from nnzoo.io import read_json, write_json, write_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from foreign_inrs import load, score  # noqa: E402  (a sibling script, not a package)
@@ -70,7 +70,7 @@ def collect() -> dict:
     collection (run folders are not kept across machines; change a variant's key when its overrides change
     what runs)."""
     stored_file = RESULTS / "effects-mnist_inr.json"
-    stored = json.loads(stored_file.read_text()) if stored_file.is_file() else {}
+    stored = read_json(stored_file, "effects table") if stored_file.is_file() else {}
     table = {}
     for key, (_, description, overrides) in VARIANTS.items():
         earlier = stored.get(key, {})

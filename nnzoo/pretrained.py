@@ -206,9 +206,9 @@ def entry(name: str, folder: Path | None = None) -> PretrainedEntry:
             raise NnzooError(broken[0])
         raise unknown_name("pretrained checkpoint", name, list(entries))
     if broken:
-        from nnzoo.progress import console
+        from nnzoo.progress import warn
         for line in broken:
-            console.print(f"warning: skipped ({line})", markup=False, highlight=False, soft_wrap=True)
+            warn(f"skipped ({line})")
     return entries[name]
 
 

@@ -62,7 +62,6 @@ class WeightSpaceTask(L.LightningModule):
         self.model = create_model(model["name"], self.info, **options)
         self.optim = {"lr": 1e-3, "weight_decay": 5e-4, "amsgrad": True, "warmup_steps": 100,
                       "warmup_scaling": "auto", "schedule": "constant", **(optim or {})}
-        self.warmup_note: str | None = None  # set by configure_optimizers when the warm-up is not the recipe's
 
     @property
     def num_parameters(self) -> int:
@@ -82,9 +81,9 @@ class WeightSpaceTask(L.LightningModule):
         optimizer = torch.optim.AdamW(self.parameters(), lr=o["lr"], weight_decay=o["weight_decay"],
                                       amsgrad=o["amsgrad"])
         planned = float(self.trainer.estimated_stepping_batches) if self._trainer else math.inf
-        warmup, self.warmup_note = plan_warmup(o["warmup_steps"], planned, o["warmup_scaling"])
-        if self.warmup_note and self._trainer is not None and getattr(self.trainer, "is_global_zero", True):
-            note(self.warmup_note)
+        warmup, why = plan_warmup(o["warmup_steps"], planned, o["warmup_scaling"])
+        if why and self._trainer is not None and getattr(self.trainer, "is_global_zero", True):
+            note(why)
         warmup = max(warmup, 1)
         total = max(int(planned), warmup + 1) if math.isfinite(planned) else warmup + 1
 

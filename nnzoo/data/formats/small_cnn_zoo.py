@@ -47,7 +47,7 @@ from nnzoo.data.builders.cache import BUILD_INFO
 from nnzoo.errors import NnzooError
 from nnzoo.io import atomic_path, write_text
 from nnzoo.nets.spec import ACTIVATIONS, LayerSpec, NetworkSpec
-from nnzoo.progress import console
+from nnzoo.progress import warn
 
 FILES = ("weights.npy", "metrics.csv.gz", "layout.csv")
 CONFIG_COLUMNS = ("activation", "b_init", "dataset", "dnn_architecture", "dropout", "epochs",
@@ -553,9 +553,8 @@ def read_split_file(path: Path, rows: int, dataset: str | None = None) -> tuple[
                          f"line {lines[head + first[twice]][0]} and again on line {lines[again][0]} (it would be in "
                          f"two splits, e.g. train and test); {fix}")
     if known is None:
-        console.print(f"warning: {path} (sha256 {digest[:16]}...) is not one of NFN's public index files; using it "
-                      "as your own row permutation: the split differs from published numbers' split",
-                      soft_wrap=True, markup=False, highlight=False)
+        warn(f"{path} (sha256 {digest[:16]}...) is not one of NFN's public index files; using it "
+             "as your own row permutation: the split differs from published numbers' split")
     return order, digest
 
 
@@ -592,8 +591,8 @@ def load_small_cnn_zoo(folder: str | os.PathLike, *, split_file: str | os.PathLi
         # split point moves by one row, exactly as in the reference.
         order, digest = read_split_file(index_file, len(weights), zoo_dataset_name(folder, metrics))
     elif isinstance(split_file, str) and split_file.lower() == "none" and not (folder / BUILD_INFO).is_file():
-        console.print(f"warning: data.split_file=none: {folder} is split in file order, not the NFN/Neural Graphs "
-                      "split of published numbers", soft_wrap=True, markup=False, highlight=False)
+        warn(f"data.split_file=none: {folder} is split in file order, not the NFN/Neural Graphs "
+             "split of published numbers")
     steps, accuracy = all_steps[order], all_accuracy[order]  # checked finite (and in [0, 1]) by _read_metrics
     # The final checkpoint of every network.  The reference keeps ``step == 86``: the last checkpoint of the
     # public zoos (epochs 0, 1, 2, 3, 20, 40, 60, 80, 86), so the maximum is the same filter there, and it also
