@@ -8,10 +8,11 @@
 # Everything it produces goes to $OUT: fit-<model>-<precision>.json (each run's metrics.json), speed-<device>.json
 # (rows per batch size under by_batch_size; on CUDA also written to benchmarks/results/speed-cuda.json), one
 # log per phase, timings.txt and summary.txt. A phase that fails or runs out of time is recorded and the next
-# one still runs; the exit status is 1 if any phase failed. Whole-run budget: BUDGET_S seconds (330 on CUDA).
+# one still runs; the exit status is 1 if any phase failed. Whole-run budget: BUDGET_S seconds (570 on CUDA).
 #
 # Knobs (environment): DEVICE (cuda | cpu), BATCH_SIZES, SPEED_MODELS, SPEED_REPEATS, FIT_MODELS, PRECISIONS,
-# BUILD_SIZE (INRs fitted for the dataset, on the CPU), FIT_EPOCHS, FIT_BATCH, FIT_TRAIN_BATCHES, BUDGET_S.
+# BUILD_SIZE (INRs fitted for the dataset, on the CPU), FIT_EPOCHS, FIT_BATCH, FIT_TRAIN_BATCHES, COMPILED_BATCHES,
+# BUDGET_S.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -35,7 +36,8 @@ if [[ "$DEVICE" == cuda ]]; then
   SPEED_FLAGS=(--device cuda)
   ACCELERATOR=cuda
   FIT_MODELS="${FIT_MODELS:-gnn transformer}"
-  BUDGET_S="${BUDGET_S:-330}"
+  COMPILED_BATCHES="${COMPILED_BATCHES:-128 512}"
+  BUDGET_S="${BUDGET_S:-570}"
 else  # dry run: the same phases, small enough for 2 CPU cores
   BATCH_SIZES="${BATCH_SIZES:-4 8}"
   SPEED_MODELS="${SPEED_MODELS:-mlp gnn}"
@@ -48,7 +50,8 @@ else  # dry run: the same phases, small enough for 2 CPU cores
   SPEED_FLAGS=(--device "$DEVICE" --bf16)
   ACCELERATOR=cpu
   FIT_MODELS="${FIT_MODELS:-gnn}"           # bfloat16 is emulated on most CPUs: the transformer takes minutes
-  BUDGET_S="${BUDGET_S:-900}"
+  COMPILED_BATCHES="${COMPILED_BATCHES:-}"  # compiling takes minutes a model on 2 cores: CPU figures come from
+  BUDGET_S="${BUDGET_S:-900}"                 # `speed.py --compiled` itself
 fi
 PRECISIONS="${PRECISIONS:-bf16-mixed 32-true}"
 DEADLINE=$((SECONDS + BUDGET_S))
@@ -109,6 +112,14 @@ for batch in $BATCH_SIZES; do
     --repeats "$SPEED_REPEATS" --merge --out "$SPEED_JSON" ${SPEED_MODELS:+--models $SPEED_MODELS}
 done
 [[ -f "$SPEED_JSON" && "$SPEED_JSON" != "$OUT/"* ]] && cp "$SPEED_JSON" "$OUT/"
+
+# (c) eager vs compiled gnn/transformer/dwsnet (issue 30), float32 and TF32 matmuls; CPU dry run: none
+for batch in $COMPILED_BATCHES; do
+  for tf32 in "" --tf32; do
+    run_phase "compiled-b$batch${tf32:+-tf32}" "$PY" benchmarks/speed.py "${SPEED_FLAGS[@]}" --compiled \
+      --batch-size "$batch" --repeats "$SPEED_REPEATS" $tf32 --out "$OUT/speed-compiled-b$batch${tf32:+-tf32}.json"
+  done
+done
 
 echo "total $SECONDS s; failed phases: ${FAILED[*]:-none}" | tee -a "$OUT/summary.txt"
 rm -rf "$WORK"

@@ -5,6 +5,8 @@ editing), SIREN fitting, peak RSS.
     python benchmarks/speed.py --skip-fit      # no SIREN fitting / peak-RSS subprocess (keeps the last ones)
     python benchmarks/speed.py --device cuda   # training steps on a GPU (adds a bf16 autocast row)
     python benchmarks/speed.py --device cuda --batch-size 512 --merge   # add a batch size to the same file
+    python benchmarks/speed.py --compiled --reference /work/ref/neural-graphs --ref-site /work/ref/site
+                                               # eager vs compiled gnn/transformer/dwsnet vs the reference
     python benchmarks/speed.py --kernels       # only graph batching and PNA's segment reductions vs PyG (prints)
     python benchmarks/speed.py --scaling       # + cost per network at batch 64/128/256 with and without the
                                                #   malloc switch, chunked vs plain path, peak RSS
@@ -349,6 +351,120 @@ def fit_peak_rss(epochs: int) -> dict[str, float]:
     return {"epochs": epochs, "seconds": seconds, "peak_rss_mib": float(done.stdout.split()[-1])}
 
 
+COMPILED_MODELS = ("gnn", "transformer", "dwsnet")
+REFERENCE_NAMES = {"gnn": "NG-GNN", "transformer": "NG-T"}
+
+
+def _reference_setup(name: str, batch_size: int, reference: Path, site: Path | None, device: str = "cpu"):
+    """The reference model (mkofinas/neural-graphs, built from its own code and configs as
+    ``learning_parity.py`` builds it) and one training step of it on the same SIRENs as nnzoo's rows."""
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    from learning_parity import build_reference, reference_inputs, reference_stats, setup_reference
+    setup_reference(reference, site, "2.3")
+    info, batch = _siren_batch(batch_size)
+    torch.manual_seed(0)
+    model = build_reference(reference, name, reference_stats(info.stats)).to(device).train()
+    weights, biases = reference_inputs(batch.specs[0], batch.params[0].to(device))
+    inputs, labels = (tuple(w.contiguous() for w in weights), tuple(b.contiguous() for b in biases)), batch.y.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(inputs), labels).backward()
+        optimizer.step()
+    return model, step
+
+
+def _first_call_seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def compiled_rows(models: list[str], batch_size: int, repeats: int, reference: Path | None,
+                  site: Path | None, device: str = "cpu", peak: float | None = None) -> dict[str, dict]:
+    """Eager vs compiled (``compile=true``) training steps of each model, and the reference's, on one batch of
+    SIRENs in this process.  Compilation is timed as a run meets it: the first training step, the first
+    evaluation forward (eval mode and no gradients are a second graph) and the first step of a second batch
+    size (the last, short batch of an epoch: dynamo then compiles one graph for every size).  ``pays back
+    after`` is that time over the saving per step, the figure ``compile=auto`` reads."""
+    from nnzoo.models.compiling import compile_counters, compile_model
+    sync = (lambda: torch.cuda.synchronize()) if device.startswith("cuda") else (lambda: None)
+    rows: dict[str, dict] = {}
+    for name in models:
+        torch.manual_seed(0)
+        model, step = training_setup(name, batch_size, device)
+        eager_s = _median_seconds(step, repeats, sync=sync)
+        row = {"params": count_parameters(model), "eager_ms": 1000 * eager_s}
+        torch._dynamo.reset()
+        torch._dynamo.utils.counters.clear()
+        torch.manual_seed(0)
+        model, step = training_setup(name, batch_size, device)
+        compile_model(model)
+        first_train = _first_call_seconds(lambda: (step(), sync()))
+        compiled_s = _median_seconds(step, repeats, sync=sync)
+        _, eval_batch = _siren_batch(batch_size, seed=1)
+        eval_batch = eval_batch.to(device)
+        model.eval()
+        with torch.no_grad():
+            first_eval = _first_call_seconds(lambda: (model(eval_batch), sync()))
+            eval_s = _median_seconds(lambda: model(eval_batch), 3, warmup=0, sync=sync)
+        model.train()
+        _, short = _siren_batch(max(1, batch_size // 2 + 3), seed=2)
+        short = short.to(device)
+
+        def short_step() -> None:
+            torch.nn.functional.cross_entropy(model(short), short.y).backward()
+        first_short = _first_call_seconds(lambda: (short_step(), sync()))
+        short_s = _median_seconds(short_step, 2, warmup=0, sync=sync)
+        compile_s = (first_train - compiled_s) + (first_eval - eval_s) + (first_short - short_s)
+        saving = eager_s - compiled_s
+        row.update({"compiled_ms": 1000 * compiled_s, "speedup": eager_s / compiled_s, "compile_s": compile_s,
+                    "pays_back_after_steps": (compile_s / saving) if saving > 0 else None,
+                    **compile_counters()})
+        if peak and device == "cpu":
+            gflop = step_gflop(name, batch_size)
+            row.update({"gflop_per_step": gflop, "eager_of_peak": fraction_of_peak(gflop, row["eager_ms"], peak),
+                        "compiled_of_peak": fraction_of_peak(gflop, row["compiled_ms"], peak)})
+        if reference is not None and name in REFERENCE_NAMES:
+            ref_model, ref_step = _reference_setup(name, batch_size, reference, site, device)
+            row["reference_params"] = count_parameters(ref_model)
+            row["reference_ms"] = 1000 * _median_seconds(ref_step, repeats, sync=sync)
+        rows[name] = row
+        console.print(f"{name}: eager {row['eager_ms']:.0f} ms, compiled {row['compiled_ms']:.0f} ms/step "
+                      f"({row['speedup']:.2f}x; compiling {compile_s:.0f} s)"
+                      + (f", reference {row['reference_ms']:.0f} ms" if "reference_ms" in row else ""))
+    return rows
+
+
+def _header(*columns: str) -> list[str]:
+    """A markdown table's header row and separator."""
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
+def compiled_markdown(report: dict) -> str:
+    """The "Compiled path" table of docs/results.md, from ``report['compiled']``."""
+    c = report["compiled"]
+    threads = f"{c['threads']} thread{'s' if c['threads'] != 1 else ''}"
+    lines = [f"Batch {c['batch_size']}, {threads}, {c['device']}"
+             + (f", float32 matmul peak {c['matmul_peak_gflops']:.1f} GFLOP/s" if c.get("matmul_peak_gflops") else "")
+             + ". Reference: mkofinas/neural-graphs' own model and graph constructor, same SIRENs, same process.",
+             "", *_header("model", "eager ms/step", "compiled ms/step", "speed-up", "of peak (eager → compiled)",
+                          "compiling (s)", "pays back after (steps)", "graph breaks", "reference ms/step",
+                          "compiled vs reference")]
+    for name, r in c["rows"].items():
+        peak = (f"{100 * r['eager_of_peak']:.0f}% → {100 * r['compiled_of_peak']:.0f}%" if "eager_of_peak" in r
+                else "")
+        pays = f"{r['pays_back_after_steps']:,.0f}" if r.get("pays_back_after_steps") else "never"
+        ref = (f"{r['reference_ms']:,.0f} | {r['reference_ms'] / r['compiled_ms']:.2f}x" if "reference_ms" in r
+               else "– | –")
+        lines.append(f"| {name} | {r['eager_ms']:,.0f} | {r['compiled_ms']:,.0f} | {r['speedup']:.2f}x | {peak} | "
+                     f"{r['compile_s']:,.0f} | {pays} | {r['graph_breaks']} | {ref} |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown_tables(report: dict) -> str:
     """The CPU tables of docs/results.md, from the report: step cost and fraction of peak; per-network scaling."""
     peak = report.get("matmul_peak_gflops")
@@ -356,10 +472,8 @@ def markdown_tables(report: dict) -> str:
              f"{peak:.1f} GFLOP/s (fastest 2048 or 4096 square product). *Its products alone*: the step's "
              "matrix products replayed by themselves (same shapes and layouts); *their ceiling*: their FLOP rate "
              "as a fraction of peak, the most any schedule of these products can reach here." if peak else "",
-             "",
-             "| model | params | ms/step (fwd+bwd) | networks/s | epoch of 5,000 INRs (s) | GFLOP/step | of peak "
-             "| its products alone (ms) | their ceiling |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "", *_header("model", "params", "ms/step (fwd+bwd)", "networks/s", "epoch of 5,000 INRs (s)",
+                          "GFLOP/step", "of peak", "its products alone (ms)", "their ceiling")]
     for name, r in report["models"].items():
         flops = (f"{r['gflop_per_step']:.2f} | {100 * r['fraction_of_peak']:.0f}%" if "gflop_per_step" in r
                  else " | ")
@@ -403,6 +517,15 @@ def main() -> None:
                         help="without --scaling: keep the scaling rows of the last run (same code only)")
     parser.add_argument("--scaling-batches", type=int, nargs="*", default=[64, 128, 256])
     parser.add_argument("--scaling-models", nargs="*", default=["gnn", "transformer"])
+    parser.add_argument("--compiled", action="store_true",
+                        help="only eager vs compiled steps of gnn, transformer and dwsnet (and the reference's with "
+                             "--reference): stored under 'compiled' in the JSON (speed-<device>.json), table beside "
+                             "it (speed-compiled-<device>.md)")
+    parser.add_argument("--tf32", action="store_true", help="TF32 matrix products for float32 (CUDA)")
+    parser.add_argument("--reference", type=Path, default=None,
+                        help="a mkofinas/neural-graphs checkout kept outside the repository (reference rows)")
+    parser.add_argument("--ref-site", type=Path, default=None,
+                        help="folder with the reference's extra packages (see learning_parity.py)")
     parser.add_argument("--one-cell", nargs=3, metavar=("MODEL", "BATCH", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     unknown = sorted((set(args.models or []) | set(args.scaling_models)) - set(MODELS.names()))
@@ -417,6 +540,24 @@ def main() -> None:
         print(json.dumps(one_cell(name, int(batch_size), path == "chunked", args.repeats or 5)))
         return
 
+    if args.tf32:
+        torch.set_float32_matmul_precision("high")
+    if args.compiled:
+        out = Path(args.out) if args.out else RESULTS / f"speed-{args.device.split(':')[0]}.json"
+        peak = matmul_peak_gflops() if args.device == "cpu" else None
+        rows = compiled_rows(args.models or list(COMPILED_MODELS), args.batch_size, args.repeats or 5, args.reference,
+                             args.ref_site, args.device, peak)
+        report = json.loads(out.read_text()) if out.is_file() else {"device": args.device}
+        report["compiled"] = {"device": torch.cuda.get_device_name() if args.device.startswith("cuda") else
+                              (platform.processor() or platform.machine()), "torch": torch.__version__,
+                              "threads": torch.get_num_threads(), "batch_size": args.batch_size,
+                              "tf32": args.tf32, "matmul_peak_gflops": peak, "rows": rows}
+        write_json(out, report)
+        table = out.parent / (out.stem.replace("speed-", "speed-compiled-", 1) + ".md")  # speed-cpu -> speed-compiled-cpu
+        write_text(table, compiled_markdown(report))
+        console.print(compiled_markdown(report))
+        console.print(f"written {out} and {table} (the compiled-path table of docs/results.md: paste it there)")
+        return
     report: dict = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
                     "cpu": platform.processor() or platform.machine(), "batch_size": args.batch_size}
     if args.device.startswith("cuda"):

@@ -143,6 +143,7 @@ CLASS_PATH_WORDS = "{class_path: package.module.Class, init_args: {...}}"
 RULES: dict[str, Rule] = {
     "seed": integer(0, 2**32 - 1),
     "threads": optional(integer(1)),
+    "compile": ((lambda v: v in (True, False, "auto")), "true, false or auto"),
     "name": optional((lambda v: isinstance(v, str) and bool(NAME_PATTERN.fullmatch(v)) and ".." not in v,
                       "a plain name (letters, digits, '.', '_', '-'; no path separators or '..')")),
     "run_dir": (_path_text, "a folder path"),

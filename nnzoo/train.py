@@ -28,6 +28,8 @@ from nnzoo.config import to_container
 from nnzoo.data import create_datamodule
 from nnzoo.data.datamodule import WeightDataModule
 from nnzoo.errors import NnzooError
+from nnzoo.models.compiling import compilable
+from nnzoo.models.registry import resolve_model
 from nnzoo.io import load_tensors, write_json, write_text
 from nnzoo.pretrained import load_checkpoint
 from nnzoo.progress import console, quiet_lightning
@@ -244,9 +246,19 @@ def config_loggers(cfg: DictConfig) -> list[Logger]:
             if isinstance(spec, dict)]
 
 
+def _check_compile(cfg: DictConfig) -> None:
+    """``compile=true`` for a model without a compiled path: one line before any work."""
+    if cfg.get("compile") is True:
+        entry = resolve_model(cfg.model.name, cfg.model.get("class_path"))
+        if not compilable(entry.factory):
+            raise NnzooError(f"compile=true: model '{cfg.model.name}' has no compiled path (gnn, transformer and "
+                              "dwsnet have one); set compile=auto or compile=false")
+
+
 def _fit(cfg: DictConfig, extra_callbacks: list[L.Callback], extra_loggers: list[Logger],
          plugins: list[Any]) -> RunResult:
     check_run_start(cfg)  # interpolations resolve, lightning.Trainer takes the options: before any work or folder
+    _check_compile(cfg)
     extra_callbacks = config_callbacks(cfg) + extra_callbacks  # class_path entries built now, one line if wrong
     extra_loggers = config_loggers(cfg) + extra_loggers
     check_trainer_extras(_trainer_kwargs(cfg, plugins), extra_callbacks, plugins,
@@ -264,6 +276,7 @@ def _fit(cfg: DictConfig, extra_callbacks: list[L.Callback], extra_loggers: list
     info = datamodule.info
     task = create_task(to_container(cfg.model), info, to_container(cfg.optim), to_container(cfg.task))
     task.run_config = to_container(cfg)  # stored in every .ckpt, so `nnzoo test` needs no run folder
+    task.compile_setting = cfg.get("compile", "auto")  # decided at fit start, when device and planned steps are known
     if initial is not None:
         init_weights_from(task, initial, cfg.init_from)
     monitor, mode = task.monitor

@@ -342,6 +342,33 @@ def test_docs_quote_the_measured_cpu_speed_tables():
     assert f"| gnn | {measured['models']['gnn']['params']:,} |" in tables  # the tables come from the JSON
 
 
+@pytest.mark.parametrize("stem", ["speed-cpu", "speed-cpu-1thread"])
+def test_compiled_tables_and_auto_rule_come_from_the_measured_json(stem):
+    """`speed.py --compiled` writes speed-compiled-cpu*.md from the JSON's 'compiled' rows; docs/results.md quotes
+    each unedited, and compile=auto's pay-back figures (nnzoo.models.compiling.PAYS_BACK_AFTER) at that thread
+    count are its own."""
+    import importlib.util
+    import math
+
+    from nnzoo.models import MODELS
+    from nnzoo.models.compiling import PAYS_BACK_AFTER
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("speed_for_tables", root / "benchmarks" / "speed.py")
+    speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(speed)
+    report = json.loads((root / "benchmarks" / "results" / f"{stem}.json").read_text())
+    table = (root / "benchmarks" / "results" / f"{stem.replace('speed-', 'speed-compiled-')}.md").read_text()
+    assert table == speed.compiled_markdown(report)
+    assert table.strip() in (root / "docs" / "results.md").read_text()
+    threads = report["compiled"]["threads"]
+    expected = {}
+    for name, row in report["compiled"]["rows"].items():
+        after = row["pays_back_after_steps"]
+        if after is not None:  # rounded up to a whole step; never pays: absent (auto stays eager)
+            expected[(MODELS.entry(name).factory.__name__, "cpu", threads)] = math.ceil(after)
+    assert {k: v for k, v in PAYS_BACK_AFTER.items() if k[1:] == ("cpu", threads)} == expected
+
+
 def test_product_ceiling_replays_every_product_the_flop_counter_counts():
     """speed.py's ceiling replays the step's own products: exactly the FLOPs FlopCounterMode counts (a kind
     left out of the replay, e.g. NG-T's batched products or NFN's convolutions, would make it a fiction)."""

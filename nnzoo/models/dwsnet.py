@@ -157,12 +157,15 @@ class DWSNet(nn.Module):
     embedding_head = "head.mlp"
     """The submodule whose input is a network's embedding (:func:`nnzoo.inference.embed_networks`): every
     tensor's features pooled over its hidden axes, concatenated (:class:`InvariantHead`)."""
+    compiled_cores = ("layers",)
+    """What ``compile=true`` compiles (:func:`~nnzoo.models.compiling.compile_model`): the DWS layers."""
 
     def __init__(self, info: DataInfo, hidden: int = 32, layers: int = 5, reduction: str = "max",
                  set_layer: str = "sab", heads: int = 8, fc_layers: int = 1, head_layers: int = 1,
                  batch_norm: bool = True, dropout: float = 0.0, adjacent_only: bool = False,
                  init_scale: float = 1.0) -> None:
         super().__init__()
+        self.compiled = False  # set by compile_model
         spec = info.specs[0]
         if spec.is_conv:
             raise NnzooError(f"dwsnet reads MLPs only, but dataset '{info.name}' holds {spec.describe()}; "
@@ -198,6 +201,13 @@ class DWSNet(nn.Module):
         else:
             self.head = InvariantHead(self.space, hidden, info.num_outputs, reduction, head_layers)
 
+    def layers(self, xs: list[Tensor]) -> list[Tensor]:
+        """The DWS layers on the weight-space tensors (:attr:`compiled_cores`)."""
+        xs = self.dws[0](xs)
+        for norm, dws in zip(self.norms, self.dws[1:]):
+            xs = dws(self._activate(norm(xs)))
+        return xs
+
     def _activate(self, xs: Sequence[Tensor]) -> list[Tensor]:
         xs = [F.relu(x) for x in xs]
         if self.dropout > 0:
@@ -209,10 +219,7 @@ class DWSNet(nn.Module):
         if spec.widths != self.widths:
             raise NnzooError(f"this dwsnet was built for MLPs {'-'.join(map(str, self.widths))}, "
                              f"got {spec.describe()}")
-        xs = weight_space_inputs(self.standardize(spec, batch.flat), spec, self.space)
-        xs = self.dws[0](xs)
-        for norm, dws in zip(self.norms, self.dws[1:]):
-            xs = dws(self._activate(norm(xs)))
+        xs = self.layers(weight_space_inputs(self.standardize(spec, batch.flat), spec, self.space))
         if self.editing:
             values = torch.cat([x.reshape(x.shape[0], -1) for x in xs], dim=1)
             keep = self.positions >= 0  # a layer without bias has no bias to change

@@ -27,7 +27,7 @@ from torch_geometric.data import Data
 from nnzoo.data.weights import DataInfo, WeightBatch
 from nnzoo.graphs import graph_template
 from nnzoo.models.layers.edit_head import GraphDeltaHead
-from nnzoo.models.layers.fused import fused_enabled, node_chunks, over_network_chunks, regular_layout
+from nnzoo.models.layers.fused import RunLayout, fused_enabled, node_chunks, over_network_chunks, regular_layout
 from nnzoo.models.layers.graph_input import GraphInput
 from nnzoo.models.layers.norm import GraphLayerNorm
 from nnzoo.models.layers.pna import EdgeUpdate, FiLMPNAConv, log_degree, mean_log_degree
@@ -56,6 +56,10 @@ class NeuralGraphGNN(nn.Module):
     embedding_head = "readout.head"
     """The submodule whose input is a network's embedding (:func:`nnzoo.inference.embed_networks`): the final
     states of the output neurons, concatenated (the readout's pooling of :meth:`node_states`)."""
+    compiled_cores = ("message_passing",)
+    """What ``compile=true`` compiles (:func:`~nnzoo.models.compiling.compile_model`): the layers, once the front
+    end has built and encoded the batch graph.  The edge encoder stays the chunked kernel: compiled, it keeps
+    the ``(edges, 256)`` Fourier lift for backward (147 MB at batch 64) for no measured gain."""
 
     def __init__(self, info: DataInfo, hidden: int = 32, layers: int = 4, dropout: float = 0.2,
                  fourier_features: int = 128, fourier_sigma: float = 3.0, probes: int = 64,
@@ -64,6 +68,7 @@ class NeuralGraphGNN(nn.Module):
                  residual: bool = False, head_hidden: int | None = None, head_layers: int = 2,
                  linear_as_conv: bool = True, activation_embedding: bool | str = "auto") -> None:
         super().__init__()
+        self.compiled = False  # set by compile_model
         self.input = GraphInput(info, hidden, hidden, fourier_features, fourier_sigma, probes, reverse_edges,
                                 linear_as_conv, activation_embedding)
         delta = forward_log_degree(info)
@@ -106,17 +111,26 @@ class NeuralGraphGNN(nn.Module):
     def encode(self, batch: WeightBatch) -> tuple[Tensor, Tensor, Data]:
         """Final node states, final edge states (batch-graph order) and the batched graph."""
         g = self.input(batch)
-        x, edge_attr, edge_index, in_degree = g.x, g.edge_attr, g.graph.edge_index, g.graph.in_degree
-        log_deg = log_degree(in_degree)
+        x, edge_attr, in_degree = g.x, g.edge_attr, g.graph.in_degree
         nodes_per_graph = torch.bincount(g.graph.batch, minlength=g.graph.num_graphs)
-        cpu = fused_enabled(x)  # the chunked/dense CPU kernels: their edge chunks and run layout, once a batch
-        chunks = node_chunks(in_degree) if cpu else None
-        layout = regular_layout(in_degree, g.graph.num_graphs) if cpu else None
+        cpu = fused_enabled(x) and not self.compiled  # the hand-written CPU kernels (eager path only)
+        chunks = node_chunks(in_degree) if cpu else None  # their edge chunks and the run layout, once a batch
+        layout = regular_layout(in_degree, g.graph.num_graphs) if cpu or self.compiled else None
+        x, edge_attr = self.message_passing(x, edge_attr, g.graph.edge_index, in_degree, log_degree(in_degree),
+                                            nodes_per_graph, chunks, layout)
+        return x, edge_attr, g.graph
+
+    def message_passing(self, x: Tensor, edge_attr: Tensor, edge_index: Tensor, in_degree: Tensor,
+                        log_deg: Tensor, nodes_per_graph: Tensor, chunks: list | None,
+                        layout: RunLayout | None) -> tuple[Tensor, Tensor]:
+        """The layers on encoded nodes and edges (:attr:`compiled_cores`).  With a ``layout`` (one
+        architecture) the norms' statistics are dense."""
+        per_graph = layout[1] if layout is not None else None
         for i, conv in enumerate(self.convs):
             update = conv(x, edge_index, edge_attr, in_degree, log_deg, chunks, layout)
             if i < len(self.norms):
-                update = self.dropout(self.act(self.norms[i](update, nodes_per_graph)))
+                update = self.dropout(self.act(self.norms[i](update, nodes_per_graph, per_graph)))
             x = x + update if self.residual else update
             if i < len(self.edge_updates):
                 edge_attr = self.edge_updates[i](x, edge_index, edge_attr, in_degree, chunks)
-        return x, edge_attr, g.graph
+        return x, edge_attr

@@ -87,6 +87,9 @@ class NeuralGraphTransformer(nn.Module):
     embedding_head = "readout.head"
     """The submodule whose input is a network's embedding (:func:`nnzoo.inference.embed_networks`): the final
     states of the output neurons, concatenated (the readout's pooling of :meth:`node_states`)."""
+    compiled_cores = ("attend",)
+    """What ``compile=true`` compiles (:func:`~nnzoo.models.compiling.compile_model`): the layers on the dense
+    neuron and pair tensors, once the front end has built them."""
 
     def __init__(self, info: DataInfo, d_node: int = 64, d_edge: int = 32, d_attn: int = 128,
                  d_node_hidden: int = 128, d_edge_hidden: int = 64, heads: int = 8, layers: int = 4,
@@ -95,6 +98,7 @@ class NeuralGraphTransformer(nn.Module):
                  head_hidden: int = 128, head_layers: int = 1, linear_as_conv: bool = True,
                  activation_embedding: bool | str = "auto") -> None:
         super().__init__()
+        self.compiled = False  # set by compile_model
         self.input = GraphInput(info, d_node, d_edge, fourier_features, fourier_sigma, probes, reverse_edges,
                                 linear_as_conv, activation_embedding)
         self.editing = info.task == "editing"
@@ -146,9 +150,14 @@ class NeuralGraphTransformer(nn.Module):
         edges = dense_edges(g.edge_attr, graph.edge_index, graph.batch, graph.num_graphs, x.shape[1],
                             self.input.no_edge(g.x))
         key_mask = None if bool(mask.all()) else mask  # one architecture per batch: nothing to mask
-        for layer in self.layers:
-            x, edges = layer(x, edges, key_mask)
+        x, edges = self.attend(x, edges, key_mask)
         # only an editor reads the final edges: a classifier skips the gather on its training path
         edge_states = (edges[local_edge_index(graph.edge_index, graph.batch, graph.num_graphs)] if self.editing
                        else edges.new_empty(0))
         return x[mask], edge_states, graph
+
+    def attend(self, x: Tensor, edges: Tensor, key_mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The layers on dense ``(B, n, d_node)`` neurons and ``(B, n, n, d_edge)`` pairs (:attr:`compiled_cores`)."""
+        for layer in self.layers:
+            x, edges = layer(x, edges, key_mask)
+        return x, edges

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from nnzoo.data.weights import DataInfo, WeightBatch
 from nnzoo.models import count_parameters, create_model
+from nnzoo.models.compiling import compile_model, plan_compile
 from nnzoo.progress import note
 
 WARMUP_SCALED_FRACTION = 0.1
@@ -56,6 +57,7 @@ class WeightSpaceTask(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.run_config: dict[str, Any] | None = None  # the run's full config: set by nnzoo fit, read back on load
+        self.compile_setting: bool | str = False  # the run option ``compile``: set by nnzoo fit, applied at fit start
         self.task_options = dict(task or {})
         self.info = DataInfo.from_dict(data_info)
         options = {k: v for k, v in model.items() if k != "name"}
@@ -69,6 +71,18 @@ class WeightSpaceTask(L.LightningModule):
 
     def forward(self, batch: WeightBatch) -> Tensor:
         return self.model(batch)
+
+    def on_fit_start(self) -> None:
+        """Apply the run option ``compile`` now that the device and the planned steps are known (a compiled
+        model is still this task's: parameters, state dict and checkpoints are the eager model's)."""
+        if self.model.__dict__.get("compiled"):
+            return
+        planned = float(self.trainer.estimated_stepping_batches)
+        use, why = plan_compile(self.compile_setting, self.model, self.device.type, planned, torch.get_num_threads())
+        if why and getattr(self.trainer, "is_global_zero", True):
+            note(why)
+        if use:
+            compile_model(self.model)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep the full run config (set by ``nnzoo fit``) in the checkpoint: ``nnzoo test`` rebuilds the very

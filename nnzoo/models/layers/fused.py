@@ -116,7 +116,7 @@ class FiLMMessageAggregate(torch.autograd.Function):
     def forward(ctx, edge_attr: Tensor, film_weight: Tensor, film_bias: Tensor, t: Tensor, s: Tensor,
                 src: Tensor, dst: Tensor, in_degree: Tensor, chunks: list, aggregators: tuple) -> Tensor:
         n, c = t.shape
-        stats = {name: t.new_zeros(n, c) for name in _needed(aggregators)}
+        stats = {name: t.new_zeros(n, c) for name in needed_stats(aggregators)}
         for n0, n1, e0, e1 in chunks:
             lengths = in_degree[n0:n1]
             m, _, _ = _messages(edge_attr[e0:e1], film_weight, film_bias, t, s, src[e0:e1], dst[e0:e1], c)
@@ -129,7 +129,7 @@ class FiLMMessageAggregate(torch.autograd.Function):
                     stats[name][n0:n1] = torch.segment_reduce(m, name, lengths=lengths, unsafe=True)
         count = in_degree.clamp_min(1).unsqueeze(-1).to(t.dtype)
         has_edges = (in_degree > 0).unsqueeze(-1)
-        out, mean, unclamped = _finish(stats, count, has_edges, aggregators)
+        out, mean, unclamped = finish_stats(stats, count, has_edges, aggregators)
         ctx.save_for_backward(edge_attr, film_weight, film_bias, t, s, src, dst, in_degree, mean, unclamped,
                               *(stats[k] for k in ("min", "max") if k in stats), out)
         ctx.chunks, ctx.aggregators = chunks, aggregators
@@ -188,14 +188,15 @@ def _moment_grads(grads: dict[str, Tensor], std: Tensor | None, mean: Tensor | N
     return g_sum, g_sq
 
 
-def _needed(aggregators: Sequence[str]) -> list[str]:
+def needed_stats(aggregators: Sequence[str]) -> list[str]:
+    """The per-node statistics (``sum``, ``sq``, ``min``, ``max``) the given aggregators are computed from."""
     need = set()
     for name in aggregators:
         need |= {"sum": {"sum"}, "mean": {"sum"}, "std": {"sum", "sq"}, "min": {"min"}, "max": {"max"}}[name]
     return sorted(need)
 
 
-def _finish(stats: dict, count: Tensor | int, has_edges: Tensor | None,
+def finish_stats(stats: dict, count: Tensor | int, has_edges: Tensor | None,
             aggregators: Sequence[str]) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """The aggregators from the per-node sums, square sums and extremes (formulas of ``pna.aggregate``),
     concatenated along the last axis, with the mean and the mask of unclamped variances that std's gradient
@@ -355,14 +356,14 @@ class DenseRunAggregate(torch.autograd.Function):
         for n0, k, d, e0 in runs:
             if d == 0:  # no incoming edges: the formulas on zero sums and extremes (as pna.aggregate)
                 zeros = messages.new_zeros(b, k, c)
-                out[:, n0:n0 + k], _, unclamped = _finish(dict.fromkeys(_needed(aggregators), zeros), 1, None,
-                                                          aggregators)
+                out[:, n0:n0 + k], _, unclamped = finish_stats(dict.fromkeys(needed_stats(aggregators), zeros), 1,
+                                                               None, aggregators)
             else:
                 seg = grid[:, e0:e0 + k * d].view(b, k, d, c)
                 reduce = {"sum": lambda: seg.sum(2), "sq": lambda: (seg * seg).sum(2),
                           "min": lambda: seg.amin(2), "max": lambda: seg.amax(2)}
-                stats = {name: reduce[name]() for name in _needed(aggregators)}
-                out[:, n0:n0 + k], _, unclamped = _finish(stats, d, None, aggregators)
+                stats = {name: reduce[name]() for name in needed_stats(aggregators)}
+                out[:, n0:n0 + k], _, unclamped = finish_stats(stats, d, None, aggregators)
             masks.append(unclamped)
         ctx.save_for_backward(messages, out)
         ctx.layout, ctx.aggregators, ctx.masks = layout, aggregators, masks

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from nnzoo.models.layers.fused import (DenseRunAggregate, EdgeMLP, FiLMMessageAggregate, RunLayout, fused_enabled,
-                                       node_chunks)
+from nnzoo.models.layers.fused import (DenseRunAggregate, EdgeMLP, FiLMMessageAggregate, RunLayout, finish_stats,
+                                       fused_enabled, needed_stats, node_chunks)
 from nnzoo.models.layers.precision import upcast
 
 AGGREGATORS = ("mean", "min", "max", "std", "sum")
@@ -41,6 +41,34 @@ def aggregate(messages: Tensor, in_degree: Tensor, aggregators: Sequence[str]) -
             reduced = torch.segment_reduce(messages, name, lengths=lengths, unsafe=True)
             out[name] = torch.where(has_edges, reduced, 0.0)
     return torch.cat([out[name] for name in aggregators], dim=1)
+
+
+def dense_aggregate(messages: Tensor, layout: RunLayout, aggregators: Sequence[str]) -> Tensor:
+    """:func:`aggregate` over a :func:`~nnzoo.models.layers.fused.regular_layout` (a batch of one architecture),
+    written in plain tensor ops: each run of same-degree nodes is a dense ``(B, nodes, degree, C)`` view reduced
+    over its degree axis.
+
+    What the compiled path runs: autograd differentiates it and ``torch.compile`` fuses the message product
+    into the reductions, where the eager CPU path needs the hand-written
+    :class:`~nnzoo.models.layers.fused.DenseRunAggregate`.  The batch size is read off ``messages``
+    (``view(-1, ...)``), so one compiled graph serves every batch size.
+    """
+    messages = upcast(messages)
+    _, _, edges_per_graph, runs = layout
+    c = messages.shape[1]
+    grid = messages.view(-1, edges_per_graph, c)
+    need = needed_stats(aggregators)
+    parts = []
+    for _, nodes, degree, first_edge in runs:
+        if degree == 0:  # no incoming edges: the formulas on zero sums and extremes (as aggregate)
+            zeros = messages.new_zeros(grid.shape[0], nodes, c)
+            parts.append(finish_stats(dict.fromkeys(need, zeros), 1, None, aggregators)[0])
+            continue
+        seg = grid[:, first_edge:first_edge + nodes * degree].reshape(-1, nodes, degree, c)
+        reduce = {"sum": lambda: seg.sum(2), "sq": lambda: (seg * seg).sum(2),
+                  "min": lambda: seg.amin(2), "max": lambda: seg.amax(2)}
+        parts.append(finish_stats({name: reduce[name]() for name in need}, degree, None, aggregators)[0])
+    return torch.cat(parts, dim=1).reshape(-1, len(aggregators) * c)
 
 
 def log_degree(in_degree: Tensor) -> Tensor:
@@ -90,10 +118,10 @@ class FiLMPNAConv(nn.Module):
                 layout: RunLayout | None = None) -> Tensor:
         """``edge_index`` must be sorted by target with ``in_degree`` edges per node (as built by nnzoo.graphs).
 
-        On CPU, ``layout`` (:func:`~nnzoo.models.layers.fused.regular_layout`: a batch of one architecture)
-        turns the aggregations into dense reductions; otherwise ``chunks``
-        (:func:`~nnzoo.models.layers.fused.node_chunks`, computed here if not given) process the edges a
-        cache-sized chunk at a time.
+        ``layout`` (:func:`~nnzoo.models.layers.fused.regular_layout`: a batch of one architecture) turns the
+        aggregations into dense reductions (the hand-written kernel on CPU, :func:`dense_aggregate` elsewhere,
+        e.g. the compiled path); on CPU without one, ``chunks`` (:func:`~nnzoo.models.layers.fused.node_chunks`,
+        computed here if not given) process the edges a cache-sized chunk at a time.
         """
         src, dst = edge_index
         # project at the nodes, then gather: N << E, so this is far cheaper than an MLP per edge
@@ -109,8 +137,12 @@ class FiLMPNAConv(nn.Module):
         else:
             gamma, beta = self.film_scale(edge_attr), self.film_shift(edge_attr)
             messages = torch.addcmul(beta, gamma, target.index_select(0, dst) + source.index_select(0, src))
-            agg = (DenseRunAggregate.apply(messages, layout, self.aggregators) if cpu
-                   else aggregate(messages, in_degree, self.aggregators))
+            if layout is None:
+                agg = aggregate(messages, in_degree, self.aggregators)
+            elif cpu:
+                agg = DenseRunAggregate.apply(messages, layout, self.aggregators)
+            else:
+                agg = dense_aggregate(messages, layout, self.aggregators)
         scaled = []
         for name in self.scalers:
             if name == "identity":
