@@ -493,3 +493,15 @@ def test_a_model_without_any_defined_validation_value_draws_no_curve(tmp_path):
     from nnzoo.benchmark import _plot_curves
     _plot_curves({"statnn": [], "gnn": [(10.0, 0.5, 0.1), (20.0, 0.6, 0.1)]}, tmp_path / "c.png", "t")
     assert (tmp_path / "c.png").stat().st_size > 0
+
+
+def test_docs_quote_the_measured_graph_sizes():
+    """docs/graphs.md quotes benchmarks/results/graph_sizes.md unedited, and that table is the JSON's."""
+    import json
+    spec_file = importlib.util.spec_from_file_location("graph_sizes_docs", REPO / "benchmarks" / "graph_sizes.py")
+    graph_sizes = importlib.util.module_from_spec(spec_file)
+    spec_file.loader.exec_module(graph_sizes)
+    report = json.loads((REPO / "benchmarks" / "results" / "graph_sizes.json").read_text())
+    table = (REPO / "benchmarks" / "results" / "graph_sizes.md").read_text()
+    assert table == graph_sizes.markdown(report["rows"], list(graph_sizes.MODELS))
+    assert table.strip() in (REPO / "docs" / "graphs.md").read_text()
