@@ -553,7 +553,7 @@ def main() -> None:
                               "threads": torch.get_num_threads(), "batch_size": args.batch_size,
                               "tf32": args.tf32, "matmul_peak_gflops": peak, "rows": rows}
         write_json(out, report)
-        table = out.parent / (out.stem.replace("speed-", "speed-compiled-", 1) + ".md")  # speed-cpu -> speed-compiled-cpu
+        table = out.parent / (out.stem.replace("speed-", "speed-compiled-", 1) + ".md")  # -> speed-compiled-cpu.md
         write_text(table, compiled_markdown(report))
         console.print(compiled_markdown(report))
         console.print(f"written {out} and {table} (the compiled-path table of docs/results.md: paste it there)")

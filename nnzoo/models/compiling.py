@@ -1,13 +1,13 @@
 """The compiled path: ``torch.compile`` of a model's per-layer core (the run option ``compile``).
 
 A model opts in with a class attribute ``compiled_cores``: the methods (``"name"`` on the model,
-``"sub.name"`` on a submodule) that hold its dense work, such as the layers and the edge encoder.  The front
-end that builds a batch graph from raw weights stays eager: it is index arithmetic that changes with every
-batch.  :func:`compile_model` replaces that method on the instance by its compiled version,
-run with the hand-written CPU kernels of :mod:`~nnzoo.models.layers.fused` switched off: Inductor fuses the
-plain formulas itself (C++/OpenMP on CPU, Triton on GPU), and dynamo cannot trace those kernels' Python
-loops over edge chunks.  The model's ``compiled`` flag tells it to take the formulas the compiler
-handles best (dense statistics over a batch of one architecture).
+``"sub.name"`` on a submodule) that hold its dense work: the layers.  The front end that builds a batch graph
+from raw weights stays eager: it is index arithmetic that changes with every batch.  :func:`compile_model`
+replaces those methods on the instance by their compiled versions, run with the hand-written CPU kernels of
+:mod:`~nnzoo.models.layers.fused` switched off: Inductor fuses the plain formulas itself (C++/OpenMP on CPU,
+Triton on GPU), and dynamo cannot trace those kernels' Python loops over edge chunks.  The model's
+``compiled`` flag tells it to take the formulas the compiler handles best (dense statistics over a batch of
+one architecture).
 
 Compilation is lazy: the first step of each new input shape pays for it (see ``benchmarks/speed.py
 --compiled``).  Batch sizes share one graph once dynamo has seen two of them (its automatic dynamic shapes).
@@ -26,7 +26,6 @@ from torch import nn
 from nnzoo.errors import NnzooError
 from nnzoo.models.layers.fused import fused_kernels
 
-COMPILE_CHOICES = ("auto", "true", "false")
 
 def compilable(model: nn.Module | type[nn.Module]) -> bool:
     """Whether ``model`` (or a model class) declares methods that :func:`compile_model` can compile."""
@@ -40,6 +39,7 @@ def _owners(model: nn.Module) -> list[tuple[nn.Module, str]]:
         owner, _, name = path.rpartition(".")
         found.append((model.get_submodule(owner) if owner else model, name))
     return found
+
 
 def compile_model(model: nn.Module, mode: str | None = None) -> nn.Module:
     """Compile ``model``'s ``compiled_cores`` methods in place and return the model.
