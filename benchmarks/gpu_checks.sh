@@ -2,7 +2,8 @@
 # GPU checks in one go (issue 14): short `nnzoo fit` runs in bf16-mixed and 32-true, then benchmarks/speed.py
 # at several batch sizes. Run from the repository root of a checkout with a working .venv:
 #
-#     OUT=/some/folder bash benchmarks/gpu_checks.sh              # on a CUDA machine (< 6 min on one H100)
+#     OUT=/some/folder bash benchmarks/gpu_checks.sh              # on a CUDA machine (< 10 min on one H100)
+#     OUT=/some/folder COMPILED_ONLY=1 bash benchmarks/gpu_checks.sh   # only (c), eager vs compiled (~5 min)
 #     DEVICE=cpu OUT=/tmp/dry bash benchmarks/gpu_checks.sh       # dry run of the same logic on CPU, tiny sizes
 #
 # Everything it produces goes to $OUT: fit-<model>-<precision>.json (each run's metrics.json), speed-<device>.json
@@ -12,7 +13,7 @@
 #
 # Knobs (environment): DEVICE (cuda | cpu), BATCH_SIZES, SPEED_MODELS, SPEED_REPEATS, FIT_MODELS, PRECISIONS,
 # BUILD_SIZE (INRs fitted for the dataset, on the CPU), FIT_EPOCHS, FIT_BATCH, FIT_TRAIN_BATCHES, COMPILED_BATCHES,
-# BUDGET_S.
+# COMPILED_MODELS, COMPILED_ONLY (1: phase (c) alone), BUDGET_S.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -37,6 +38,7 @@ if [[ "$DEVICE" == cuda ]]; then
   ACCELERATOR=cuda
   FIT_MODELS="${FIT_MODELS:-gnn transformer}"
   COMPILED_BATCHES="${COMPILED_BATCHES:-128 512}"
+  COMPILED_MODELS="${COMPILED_MODELS:-gnn}"   # the GPU goals are NG-GNN's; add transformer dwsnet with time to spare
   BUDGET_S="${BUDGET_S:-570}"
 else  # dry run: the same phases, small enough for 2 CPU cores
   BATCH_SIZES="${BATCH_SIZES:-4 8}"
@@ -54,6 +56,8 @@ else  # dry run: the same phases, small enough for 2 CPU cores
   BUDGET_S="${BUDGET_S:-900}"                 # `speed.py --compiled` itself
 fi
 PRECISIONS="${PRECISIONS:-bf16-mixed 32-true}"
+COMPILED_ONLY="${COMPILED_ONLY:-0}"
+if ((COMPILED_ONLY)); then FIT_MODELS="" BATCH_SIZES=""; fi  # phase (c) alone
 DEADLINE=$((SECONDS + BUDGET_S))
 FAILED=()
 
@@ -105,7 +109,7 @@ for model in $FIT_MODELS; do
 done
 
 # (a) speed at each batch size, merged into one JSON (no SIREN fitting / peak-RSS fit: --skip-fit)
-rm -f "$SPEED_JSON"
+((COMPILED_ONLY)) || rm -f "$SPEED_JSON"
 for batch in $BATCH_SIZES; do
   # shellcheck disable=SC2086  # SPEED_MODELS is a list of names
   run_phase "speed-b$batch" "$PY" benchmarks/speed.py "${SPEED_FLAGS[@]}" --batch-size "$batch" --skip-fit \
@@ -113,11 +117,18 @@ for batch in $BATCH_SIZES; do
 done
 [[ -f "$SPEED_JSON" && "$SPEED_JSON" != "$OUT/"* ]] && cp "$SPEED_JSON" "$OUT/"
 
-# (c) eager vs compiled gnn/transformer/dwsnet (issue 30), float32 and TF32 matmuls; CPU dry run: none
+# (c) eager vs compiled (issue 30): COMPILED_MODELS at COMPILED_BATCHES, float32 and TF32 matmuls, and CUDA graphs
+# (torch.compile mode reduce-overhead) at the smallest batch, where launch cost dominates; CPU dry run: none
 for batch in $COMPILED_BATCHES; do
-  for tf32 in "" --tf32; do
-    run_phase "compiled-b$batch${tf32:+-tf32}" "$PY" benchmarks/speed.py "${SPEED_FLAGS[@]}" --compiled \
-      --batch-size "$batch" --repeats "$SPEED_REPEATS" $tf32 --out "$OUT/speed-compiled-b$batch${tf32:+-tf32}.json"
+  for variant in fp32 tf32 cudagraphs; do
+    [[ $variant == cudagraphs && $batch != "${COMPILED_BATCHES%% *}" ]] && continue
+    flags=()
+    [[ $variant == tf32 ]] && flags=(--tf32)
+    [[ $variant == cudagraphs ]] && flags=(--compile-mode reduce-overhead)
+    # shellcheck disable=SC2086  # COMPILED_MODELS is a list of names
+    run_phase "compiled-b$batch-$variant" "$PY" benchmarks/speed.py "${SPEED_FLAGS[@]}" --compiled "${flags[@]}" \
+      --batch-size "$batch" --repeats "$SPEED_REPEATS" --models $COMPILED_MODELS \
+      --out "$OUT/speed-b$batch-$variant.json"
   done
 done
 

@@ -384,7 +384,8 @@ def _first_call_seconds(fn) -> float:
 
 
 def compiled_rows(models: list[str], batch_size: int, repeats: int, reference: Path | None,
-                  site: Path | None, device: str = "cpu", peak: float | None = None) -> dict[str, dict]:
+                  site: Path | None, device: str = "cpu", peak: float | None = None,
+                  mode: str | None = None) -> dict[str, dict]:
     """Eager vs compiled (``compile=true``) training steps of each model, and the reference's, on one batch of
     SIRENs in this process.  Compilation is timed as a run meets it: the first training step, the first
     evaluation forward (eval mode and no gradients are a second graph) and the first step of a second batch
@@ -402,7 +403,7 @@ def compiled_rows(models: list[str], batch_size: int, repeats: int, reference: P
         torch._dynamo.utils.counters.clear()
         torch.manual_seed(0)
         model, step = training_setup(name, batch_size, device)
-        compile_model(model)
+        compile_model(model, mode=mode)
         first_train = _first_call_seconds(lambda: (step(), sync()))
         compiled_s = _median_seconds(step, repeats, sync=sync)
         _, eval_batch = _siren_batch(batch_size, seed=1)
@@ -450,6 +451,8 @@ def compiled_markdown(report: dict) -> str:
     threads = f"{c['threads']} thread{'s' if c['threads'] != 1 else ''}"
     lines = [f"Batch {c['batch_size']}, {threads}, {c['device']}"
              + (f", float32 matmul peak {c['matmul_peak_gflops']:.1f} GFLOP/s" if c.get("matmul_peak_gflops") else "")
+             + (", TF32 matmuls" if c.get("tf32") else "")
+             + (f", torch.compile mode {c['compile_mode']}" if c.get("compile_mode") else "")
              + ". Reference: mkofinas/neural-graphs' own model and graph constructor, same SIRENs, same process.",
              "", *_header("model", "eager ms/step", "compiled ms/step", "speed-up", "of peak (eager → compiled)",
                           "compiling (s)", "pays back after (steps)", "graph breaks", "reference ms/step",
@@ -522,6 +525,8 @@ def main() -> None:
                              "--reference): stored under 'compiled' in the JSON (speed-<device>.json), table beside "
                              "it (speed-compiled-<device>.md)")
     parser.add_argument("--tf32", action="store_true", help="TF32 matrix products for float32 (CUDA)")
+    parser.add_argument("--compile-mode", default=None,
+                        help="torch.compile mode for --compiled (reduce-overhead: CUDA graphs)")
     parser.add_argument("--reference", type=Path, default=None,
                         help="a mkofinas/neural-graphs checkout kept outside the repository (reference rows)")
     parser.add_argument("--ref-site", type=Path, default=None,
@@ -546,12 +551,13 @@ def main() -> None:
         out = Path(args.out) if args.out else RESULTS / f"speed-{args.device.split(':')[0]}.json"
         peak = matmul_peak_gflops() if args.device == "cpu" else None
         rows = compiled_rows(args.models or list(COMPILED_MODELS), args.batch_size, args.repeats or 5, args.reference,
-                             args.ref_site, args.device, peak)
+                             args.ref_site, args.device, peak, args.compile_mode)
         report = json.loads(out.read_text()) if out.is_file() else {"device": args.device}
         report["compiled"] = {"device": torch.cuda.get_device_name() if args.device.startswith("cuda") else
                               (platform.processor() or platform.machine()), "torch": torch.__version__,
                               "threads": torch.get_num_threads(), "batch_size": args.batch_size,
-                              "tf32": args.tf32, "matmul_peak_gflops": peak, "rows": rows}
+                              "tf32": args.tf32, "compile_mode": args.compile_mode, "matmul_peak_gflops": peak,
+                              "rows": rows}
         write_json(out, report)
         table = out.parent / (out.stem.replace("speed-", "speed-compiled-", 1) + ".md")  # -> speed-compiled-cpu.md
         write_text(table, compiled_markdown(report))
