@@ -46,6 +46,7 @@ from nnzoo.data.weights import DataInfo, WeightBatch, layer_statistics
 from nnzoo.graphs import batch_to_graph, network_to_data
 from nnzoo.io import write_json, write_text
 from nnzoo.models import MODELS, count_parameters, create_model
+from nnzoo.models.compiling import compilable
 from nnzoo.nets import siren_spec
 from nnzoo.nets.functional import siren_init
 from nnzoo.progress import console, progress_bar
@@ -351,7 +352,7 @@ def fit_peak_rss(epochs: int) -> dict[str, float]:
     return {"epochs": epochs, "seconds": seconds, "peak_rss_mib": float(done.stdout.split()[-1])}
 
 
-COMPILED_MODELS = ("gnn", "transformer", "dwsnet")
+COMPILED_MODELS = tuple(n for n in MODELS.names() if compilable(MODELS.entry(n).factory))  # gnn, dwsnet, transformer
 REFERENCE_NAMES = {"gnn": "NG-GNN", "transformer": "NG-T"}
 
 
@@ -537,6 +538,9 @@ def main() -> None:
     if unknown:  # before any timing
         parser.error(f"unknown model(s) {', '.join(unknown)} in --models/--scaling-models; "
                      f"known: {', '.join(MODELS.names())}")
+    if args.compiled and set(args.models or []) - set(COMPILED_MODELS):
+        parser.error(f"--compiled times {', '.join(COMPILED_MODELS)} (the models with a compiled path); "
+                     f"drop {', '.join(sorted(set(args.models) - set(COMPILED_MODELS)))} from --models")
     if args.device == "cpu" and os.environ.get("NNZOO_BENCH_THREADS"):
         torch.set_num_threads(int(os.environ["NNZOO_BENCH_THREADS"]))
     keep_large_allocations_on_heap()  # as nnzoo fit does (NNZOO_MALLOC_TUNING=0: not)

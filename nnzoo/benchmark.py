@@ -420,8 +420,9 @@ CONFIG_HASH_EXCLUDED = ("run_dir", "name", "resume", "threads", "compile", "data
                         "trainer.enable_progress_bar", "trainer.log_every_n_steps")
 """Config keys left out of a cell's hash: where the run is written (``run_dir``, ``name``), where built
 data is cached (``data.cache_dir``: builds are keyed by their recipe), and how the run is executed or
-displayed (``threads``, ``compile``: equal outputs up to float rounding, ``tests/test_compiled.py``; ``data.num_workers``, the progress bar, the logging interval, ``resume``: a cell resumed after
-an interruption measures what an uninterrupted one does).  None of them changes
+displayed (``threads``; ``compile``, whose outputs equal eager ones up to float rounding, ``tests/test_compiled.py``;
+``data.num_workers``, the progress bar, the logging interval, ``resume``: a cell resumed after an interruption
+measures what an uninterrupted one does).  None of them changes
 what a cell measures, except its wall-clock time, which depends on the machine anyway; every other key
 (``data.root`` included) is hashed, so changing it makes the cell stale."""
 

@@ -28,9 +28,9 @@ from nnzoo.config import to_container
 from nnzoo.data import create_datamodule
 from nnzoo.data.datamodule import WeightDataModule
 from nnzoo.errors import NnzooError
-from nnzoo.models.compiling import compilable
-from nnzoo.models.registry import resolve_model
 from nnzoo.io import load_tensors, write_json, write_text
+from nnzoo.models.compiling import require_compilable
+from nnzoo.models.registry import resolve_model
 from nnzoo.pretrained import load_checkpoint
 from nnzoo.progress import console, quiet_lightning
 from nnzoo.schema import check_run_start, check_trainer_extras, check_trainer_options, trainer_kwargs
@@ -250,9 +250,7 @@ def _check_compile(cfg: DictConfig) -> None:
     """``compile=true`` for a model without a compiled path: one line before any work."""
     if cfg.get("compile") is True:
         entry = resolve_model(cfg.model.name, cfg.model.get("class_path"))
-        if not compilable(entry.factory):
-            raise NnzooError(f"compile=true: model '{cfg.model.name}' has no compiled path (gnn, transformer and "
-                              "dwsnet have one); set compile=auto or compile=false")
+        require_compilable(entry.factory, f"model '{cfg.model.name}'")
 
 
 def _fit(cfg: DictConfig, extra_callbacks: list[L.Callback], extra_loggers: list[Logger],

@@ -32,6 +32,14 @@ def compilable(model: nn.Module | type[nn.Module]) -> bool:
     return bool(getattr(model if isinstance(model, type) else type(model), "compiled_cores", ()))
 
 
+def require_compilable(model: nn.Module | type[nn.Module], name: str) -> None:
+    """``compile=true`` on a model without a compiled path: the one line that says so (``name``: how the user
+    calls the model)."""
+    if not compilable(model):
+        raise NnzooError(f"compile=true: {name} has no compiled path (gnn, transformer and dwsnet have one); "
+                         "set compile=auto or compile=false")
+
+
 def _owners(model: nn.Module) -> list[tuple[nn.Module, str]]:
     """``(module, method name)`` of each of the model's ``compiled_cores``."""
     found = []
@@ -48,9 +56,7 @@ def compile_model(model: nn.Module, mode: str | None = None) -> nn.Module:
     launch cost on a GPU).  The parameters, the state dict and the checkpoints are the eager model's; only the
     instance's method changes, so :func:`eager_core` restores it.
     """
-    if not compilable(model):
-        raise NnzooError(f"{type(model).__name__} has no compiled path; compile=true applies to models that "
-                         "declare compiled_cores (gnn, transformer, dwsnet)")
+    require_compilable(model, type(model).__name__)
     for owner, name in _owners(model):
         setattr(owner, name, _without_cpu_kernels(torch.compile(getattr(owner, name), mode=mode)))
     model.compiled = True
@@ -64,13 +70,15 @@ def _without_cpu_kernels(compiled: Callable[..., Any]) -> Callable[..., Any]:
             return compiled(*args, **kwargs)
     return run
 
+
 def eager_core(model: nn.Module) -> nn.Module:
     """Undo :func:`compile_model`: the class's eager method again."""
     if compilable(model):
         for owner, name in _owners(model):
             owner.__dict__.pop(name, None)
-        model.compiled = False
+        model.__dict__.pop("compiled", None)
     return model
+
 
 def compile_counters() -> dict[str, int]:
     """Graph breaks, frames compiled and recompilations dynamo has counted in this process (what the tests and
@@ -79,6 +87,7 @@ def compile_counters() -> dict[str, int]:
     return {"graph_breaks": sum(counters["graph_break"].values()),
             "frames_compiled": counters["stats"]["unique_graphs"],
             "recompilations": sum(counters["recompiles"].values())}
+
 
 PAYS_BACK_AFTER: dict[tuple[str, str, int | None], int] = {
     ("DWSNet", "cpu", 2): 3677,  # 1.18x at batch 64, 225 s of compiling
@@ -95,15 +104,13 @@ def plan_compile(setting: bool | str, model: nn.Module, device: str, planned_ste
                  threads: int | None = None) -> tuple[bool, str]:
     """Whether to compile ``model`` for a run of ``planned_steps`` training steps on ``device`` (a device type)
     with ``threads`` CPU threads (default: torch's), and the line that says why (empty when there is nothing
-    to say).  ``setting`` is the run option
-    ``compile``: ``true``, ``false`` or ``auto`` (compile where :data:`PAYS_BACK_AFTER` says it pays)."""
+    to say).  ``setting`` is the run option ``compile``: ``true``, ``false`` or ``auto`` (compile where
+    :data:`PAYS_BACK_AFTER` says it pays)."""
     if setting not in (True, False, "auto"):
         raise NnzooError(f"compile must be true, false or auto, got {setting!r}")
     name = type(model).__name__
     if setting is True:
-        if not compilable(model):
-            raise NnzooError(f"compile=true: {name} has no compiled path (gnn, transformer and dwsnet have one); "
-                             "set compile=auto or false")
+        require_compilable(model, name)
         return True, f"compile=true: {name}'s layers compiled (the first steps of each input shape compile)"
     if setting is False or not compilable(model):
         return False, ""

@@ -165,7 +165,6 @@ class DWSNet(nn.Module):
                  batch_norm: bool = True, dropout: float = 0.0, adjacent_only: bool = False,
                  init_scale: float = 1.0) -> None:
         super().__init__()
-        self.compiled = False  # set by compile_model
         spec = info.specs[0]
         if spec.is_conv:
             raise NnzooError(f"dwsnet reads MLPs only, but dataset '{info.name}' holds {spec.describe()}; "

@@ -60,6 +60,9 @@ class NeuralGraphGNN(nn.Module):
     """What ``compile=true`` compiles (:func:`~nnzoo.models.compiling.compile_model`): the layers, once the front
     end has built and encoded the batch graph.  The edge encoder stays the chunked kernel: compiled, it keeps
     the ``(edges, 256)`` Fourier lift for backward (147 MB at batch 64) for no measured gain."""
+    compiled = False
+    """Set on the instance by :func:`~nnzoo.models.compiling.compile_model`: then the dense statistics replace
+    the hand-written CPU kernels."""
 
     def __init__(self, info: DataInfo, hidden: int = 32, layers: int = 4, dropout: float = 0.2,
                  fourier_features: int = 128, fourier_sigma: float = 3.0, probes: int = 64,
@@ -68,7 +71,6 @@ class NeuralGraphGNN(nn.Module):
                  residual: bool = False, head_hidden: int | None = None, head_layers: int = 2,
                  linear_as_conv: bool = True, activation_embedding: bool | str = "auto") -> None:
         super().__init__()
-        self.compiled = False  # set by compile_model
         self.input = GraphInput(info, hidden, hidden, fourier_features, fourier_sigma, probes, reverse_edges,
                                 linear_as_conv, activation_embedding)
         delta = forward_log_degree(info)

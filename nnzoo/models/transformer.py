@@ -98,7 +98,6 @@ class NeuralGraphTransformer(nn.Module):
                  head_hidden: int = 128, head_layers: int = 1, linear_as_conv: bool = True,
                  activation_embedding: bool | str = "auto") -> None:
         super().__init__()
-        self.compiled = False  # set by compile_model
         self.input = GraphInput(info, d_node, d_edge, fourier_features, fourier_sigma, probes, reverse_edges,
                                 linear_as_conv, activation_embedding)
         self.editing = info.task == "editing"
@@ -157,7 +156,8 @@ class NeuralGraphTransformer(nn.Module):
         return x[mask], edge_states, graph
 
     def attend(self, x: Tensor, edges: Tensor, key_mask: Tensor | None) -> tuple[Tensor, Tensor]:
-        """The layers on dense ``(B, n, d_node)`` neurons and ``(B, n, n, d_edge)`` pairs (:attr:`compiled_cores`)."""
+        """The layers on dense ``(B, n, d_node)`` neurons and ``(B, n, n, d_edge)`` pairs
+        (:attr:`compiled_cores`)."""
         for layer in self.layers:
             x, edges = layer(x, edges, key_mask)
         return x, edges

@@ -75,7 +75,7 @@ class WeightSpaceTask(L.LightningModule):
     def on_fit_start(self) -> None:
         """Apply the run option ``compile`` now that the device and the planned steps are known (a compiled
         model is still this task's: parameters, state dict and checkpoints are the eager model's)."""
-        if self.model.__dict__.get("compiled"):
+        if getattr(self.model, "compiled", False):
             return
         planned = float(self.trainer.estimated_stepping_batches)
         use, why = plan_compile(self.compile_setting, self.model, self.device.type, planned, torch.get_num_threads())
