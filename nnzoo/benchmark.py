@@ -514,17 +514,24 @@ def read_cell(path: Path) -> dict[str, Any]:
     return cell
 
 
+def finished_cells(suite: Suite, out: Path, data: str) -> list[tuple[str, int, dict[str, Any]]]:
+    """``(model, seed, cell)`` of every finished cell of ``data``, in the suite's order, each checked by
+    :func:`read_cell`: what the tables, and scripts that score the cells' checkpoints further, read."""
+    return [(model, seed, read_cell(path)) for model in suite.models for seed in suite.seeds_of(model)
+            if (path := out / "cells" / _cell_name(data, model, seed)).is_file()]
+
+
 def summarize(suite: Suite, out: Path) -> dict[str, list[dict[str, Any]]]:
     """Rows per dataset: one per model with the mean and sample std (0 for one seed) over finished seeds."""
     import pandas as pd  # lazy: keeps `nnzoo list` fast
-    columns = ["model", "note", "metric", "value", "test/identity_mse", "num_parameters", "train_seconds",
+    columns = ["model", "note", "metric", "value", "test/r2", "test/identity_mse", "num_parameters", "train_seconds",
                "networks_per_s", "epochs", "num_train", "best_epoch", "best_networks"]
     tables: dict[str, list[dict[str, Any]]] = {}
     for data in suite.datasets:
-        frame = pd.DataFrame([_cell_row(model, read_cell(p)) for model in suite.models for s in suite.seeds_of(model)
-                              if (p := out / "cells" / _cell_name(data, model, s)).is_file()],
+        frame = pd.DataFrame([_cell_row(model, cell) for model, _, cell in finished_cells(suite, out, data)],
                              columns=columns, dtype=object)  # object: sizes and counts stay Python ints
-        floats = ["value", "test/identity_mse", "train_seconds", "networks_per_s", "best_epoch", "best_networks"]
+        floats = ["value", "test/r2", "test/identity_mse", "train_seconds", "networks_per_s", "best_epoch",
+                  "best_networks"]
         frame[floats] = frame[floats].astype(float)  # None -> NaN, skipped by mean() and std()
         applicable = frame[frame["note"].isna()]
         per_model = applicable.groupby("model", sort=False)
@@ -543,6 +550,7 @@ def summarize(suite: Suite, out: Path) -> dict[str, list[dict[str, Any]]]:
             key = first["metric"]  # a seed with another metric (none that one suite writes) is not averaged in
             group = per_model.get_group(model)
             values = group.loc[group["metric"] == key, "value"].dropna()
+            r2 = group.loc[group["metric"] == key, "test/r2"].dropna()  # regression: R² beside Kendall tau
             rows.append({
                 "model": model, "metric": key, "mean": float(values.mean()) if len(values) else math.nan,
                 "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
@@ -550,6 +558,8 @@ def summarize(suite: Suite, out: Path) -> dict[str, list[dict[str, Any]]]:
                 "train_seconds": float(means.loc[model, "train_seconds"]),
                 "networks_per_s": float(means.loc[model, "networks_per_s"]),
                 "epochs": first["epochs"], "num_train": first["num_train"], "published": published, "note": "",
+                **({"r2": float(r2.mean()), "r2_std": float(r2.std(ddof=1)) if len(r2) > 1 else 0.0,
+                    "r2_seeds": len(r2)} if len(r2) else {}),
                 **({"best_epoch": float(means.loc[model, "best_epoch"]),
                     "best_networks": float(means.loc[model, "best_networks"])}
                    if not math.isnan(means.loc[model, "best_epoch"]) else {}),
@@ -569,7 +579,7 @@ def _cell_row(model: str, cell: dict[str, Any]) -> dict[str, Any]:
         return {"model": model, "note": cell["not_applicable"]}
     key = _metric_key(cell)
     best = best_point(cell.get("history"))
-    return {"model": model, "note": None, "metric": key, "value": cell[key],
+    return {"model": model, "note": None, "metric": key, "value": cell[key], "test/r2": cell.get("test/r2"),
             "best_epoch": best["epoch"] + 1 if best else None, "best_networks": best["networks"] if best else None,
             "test/identity_mse": cell.get("test/identity_mse"), "num_parameters": cell["num_parameters"],
             "train_seconds": cell["train_seconds"], "networks_per_s": cell.get("train_networks_per_s") or 0.0,
@@ -612,20 +622,28 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
              "|---|---|---|---|---|---|---|---|"]
     digits = 2 if scale == 100 else 3
     with_best = any(r.get("best_epoch") is not None for r in rows)  # cells that record their epochs
+    with_r2 = any(r.get("r2") is not None for r in rows)  # regression cells: R² beside Kendall tau
+    if with_r2:
+        lines[0] = lines[0].replace("(mean ± std) |", "(mean ± std) | test/r2 (mean ± std) |")
+        lines[1] += "---|"
     if with_best:
         lines[0] = lines[0].replace("| epochs |", "| epochs | best epoch | networks seen at best |")
         lines[1] += "---|---|"
     for r in rows:
         if r["note"]:
-            lines.append(f"| {r['model']} | n/a: {r['note']} | | | | | |{' | |' * with_best} {r['published']} |")
+            lines.append(f"| {r['model']} | n/a: {r['note']} |{' |' * with_r2} | | | | |{' | |' * with_best} "
+                         f"{r['published']} |")
             continue
         if r["model"] == IDENTITY_EDIT:
-            lines.append(f"| {r['model']} | {scale * r['mean']:.{digits}f} | | | | | |{' | |' * with_best} |")
+            lines.append(f"| {r['model']} | {scale * r['mean']:.{digits}f} |{' |' * with_r2} | | | | |"
+                         f"{' | |' * with_best} |")
             continue
         spread = f"{scale * r['std']:.{digits}f}" if r["seeds"] > 1 else "— (1 seed)"
         best = (f" {r['best_epoch']:.0f} | {r['best_networks'] / 1e6:.2f} M |" if r.get("best_epoch") is not None
                 else " | |") if with_best else ""
-        lines.append(f"| {r['model']} | {scale * r['mean']:.{digits}f} ± {spread} | {r['seeds']} "
+        r2 = ("" if not with_r2 else " |" if r.get("r2") is None else
+              f" {r['r2']:.3f} ± {r['r2_std']:.3f} |" if r["r2_seeds"] > 1 else f" {r['r2']:.3f} |")
+        lines.append(f"| {r['model']} | {scale * r['mean']:.{digits}f} ± {spread} |{r2} {r['seeds']} "
                      f"| {r['params']:,} | {r['train_seconds']:.0f} | {r['networks_per_s']:.0f} | {r['epochs']} |{best}"
                      f" {r['published']} |")
     return "\n".join(lines) + "\n"
@@ -640,7 +658,7 @@ def write_tables(suite: Suite, out: Path, configs: dict[tuple, Any] | None = Non
     tables = summarize(suite, out)
     for data, rows in tables.items():
         base = out / f"{suite.name}-{data}"
-        md = f"# {suite.name}: {data}\n\n{suite.description.strip()}\n\n{_unfinished(suite, out, data)}{_mixed(suite, out, data, configs)}{markdown_table(rows)}"
+        md = f"# {suite.name}: {data}\n\n{suite.description.strip()}\n\n{unfinished_line(suite, out, data)}{_mixed(suite, out, data, configs)}{markdown_table(rows)}"
         write_text(base.with_suffix(".md"), md)
         write_json(base.with_suffix(".json"), rows)
         buffer = io.StringIO()
@@ -661,7 +679,7 @@ def write_tables(suite: Suite, out: Path, configs: dict[tuple, Any] | None = Non
     return written
 
 
-def _unfinished(suite: Suite, out: Path, data: str) -> str:
+def unfinished_line(suite: Suite, out: Path, data: str) -> str:
     """A line saying which cells the table still lacks (none: empty), so a partial table never reads as whole."""
     missing = {m: sum(not (out / "cells" / _cell_name(data, m, s)).is_file() for s in suite.seeds_of(m))
                for m in suite.models}

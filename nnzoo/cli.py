@@ -182,10 +182,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import json
 
+    from nnzoo.data.packed import read_spec_file
     from nnzoo.inference import edit_files, predict_files
     from nnzoo.pretrained import load_checkpoint
+    spec = read_spec_file(args.spec) if args.spec else None  # checked before the checkpoint is loaded
     module = load_checkpoint(args.checkpoint)
     editing = module.info.task == "editing"
+    if editing and spec is not None:
+        raise NnzooError(f"--spec is for classifier and regressor checkpoints; '{args.checkpoint}' edits INRs, "
+                         "whose architecture it knows")
     if not editing and (args.output or args.force):
         raise NnzooError(f"--output/--force are for editing checkpoints; '{args.checkpoint}' does "
                          f"{module.info.task} and writes nothing")
@@ -194,7 +199,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         results = edit_files(module, args.files, Path(args.output) if args.output else None, args.force,
                              batch_size=args.batch_size)
     else:
-        results = predict_files(module, args.files, args.activation, batch_size=args.batch_size)
+        results = predict_files(module, args.files, args.activation, batch_size=args.batch_size, spec=spec)
     for result in results:
         print(json.dumps(result, allow_nan=False), flush=True)  # JSON lines: never NaN (not JSON), never wrapped
     return 0
@@ -541,6 +546,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "named checkpoints are verified against the manifest's sha256, a file given by path "
                         "is only checked to hold tensors (no pickled code) and finite weights")
     p.add_argument("--activation", help="activation of the networks, when the checkpoint's data mixes them")
+    p.add_argument("--spec", help="JSON of the networks' architecture (json.dump(nnzoo.nets.spec_from_module(net, "
+                                  "input_shape=..., graph=True).to_dict(), f)), when their state dicts fit several "
+                                  "of the checkpoint's (ViTs that differ only in their heads, mixed-zoo MLPs only in their "
+                                  "activation)")
     p.add_argument("--output", help="editing checkpoints: folder for <name>.<dataset>.pth (the edited network, "
                                     "same state-dict format) and <name>.<dataset>.png (input | edited | target); "
                                     "default: next to each input")

@@ -53,6 +53,7 @@ def input_convention(info) -> dict[str, Any]:
     numbers live in one place each.
     """
     from nnzoo.data.siren_fit import STATE_DICT_PREFIX, coordinate_convention
+    from nnzoo.nets.graph_spec import GraphSpec
     specs = list(info.specs)
     spec = specs[0]
     classes = ", ".join(info.class_names or map(str, range(info.num_outputs)))
@@ -97,6 +98,8 @@ def input_convention(info) -> dict[str, Any]:
                      f"{STATE_DICT_PREFIX}.{{i}}.{{weight,bias}}; make one: nnzoo inr fit")
         card["summary"] = f"{spec.describe()} w0={spec.w0:g}; {where}"
         return card
+    if any(isinstance(s, GraphSpec) for s in specs):  # networks read off modules, not layer chains
+        return _graph_card(info, specs, target)
     layouts = list(dict.fromkeys(s.describe() for s in specs))
     activations = sorted({layer.activation for s in specs for layer in s.layers[:-1]})
     channels = sorted({s.num_inputs for s in specs})
@@ -128,6 +131,38 @@ def input_convention(info) -> dict[str, Any]:
                        f"channel(s){size_text}; weights (out, in, kh, kw); target: "
                        f"{'test accuracy in [0, 1]' if info.task == 'regression' else 'class'}"
                        + (f"; pass --activation {'|'.join(activations)}" if same_layout_acts else ""))
+    return card
+
+
+def _graph_card(info, specs: list, target: str) -> dict[str, Any]:
+    """The card of a dataset of :class:`~nnzoo.nets.graph_spec.GraphSpec` s (networks read off modules by
+    ``spec_from_module(..., graph=True)``): which modules, which inputs, which state dicts."""
+    layouts = list(dict.fromkeys(s.name for s in specs))
+    shapes = sorted({tuple(s.input_shape) for s in specs})
+    recipe = info.extra.get("build", {}).get("recipe", {})
+    card: dict[str, Any] = {"kind": "module graph", "architectures": layouts,
+                            "graphs": [s.describe() for s in specs]}
+    if isinstance(recipe.get("grid"), dict):  # built offline from nnzoo.nets.families
+        card["families"] = {family: ", ".join(f"{k} {'/'.join(map(str, v))}" for k, v in sizes.items())
+                            for family, sizes in recipe["grid"].items()}
+        size = recipe.get("image_size")
+        card["modules"] = (f"nnzoo.nets.families.build_network(arch, {size}): ZooViT, ZooResNet, ZooCNN or ZooMLP; "
+                           "an architecture's name spells its arch dict (vit_depth=2_heads=2_patch=4_width=16 is "
+                           '{"family": "vit", "depth": 2, "heads": 2, "patch": 4, "width": 16})')
+        source = recipe.get("source", "mnist")
+        card["input"] = (f"the shipped {source} digits (nnzoo.data.images.load_images({source!r})) scaled to [0, 1] and resized bilinearly "
+                         f"(antialiased) to {size}x{size}, no further normalisation, shape (B, 1, {size}, {size})")
+    card["input_shape"] = [list(s) for s in shapes] if len(shapes) > 1 else list(shapes[0])
+    card["state_dict"] = ("the module's state_dict (torch.save(net.state_dict(), PATH)): every floating-point "
+                          "tensor, read by name in the module's order (BatchNorm running statistics included)")
+    card["matching"] = ("each file must be one of these architectures; other modules: read yours with "
+                        "nnzoo.nets.spec_from_module(net, input_shape=..., graph=True), pack them with "
+                        "nnzoo pack DIR --spec spec.json and train on them")
+    card["target"] = target
+    arch = layouts[0] if len(layouts) == 1 else f"{len(layouts)} architectures ({layouts[0]}, ...)"
+    shape_text = "/".join("x".join(map(str, s)) for s in shapes) or "module inputs"
+    card["summary"] = (f"{arch}; module state dicts read as graphs; inputs {shape_text}; target: "
+                       f"{'test accuracy in [0, 1]' if info.task == 'regression' else 'class'}")
     return card
 
 

@@ -13,7 +13,7 @@ import glob
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,12 +29,14 @@ if TYPE_CHECKING:
     from nnzoo.nets.spec import NetworkSpec
 
 
-def read_network(module, path: Path, activation: str | None = None):
+def read_network(module, path: Path, activation: str | None = None, spec: NetworkSpec | None = None):
     """``(spec, flat parameters, state dict)`` of the network in ``path``, matched against the checkpoint's
     architectures.  A state dict does not say which activation its network uses; when the checkpoint's
-    dataset mixes activations on one layout (the Small CNN Zoo's ReLU and tanh CNNs), ``activation`` picks one."""
+    dataset mixes activations on one layout (the Small CNN Zoo's ReLU and tanh CNNs), ``activation`` picks one.
+    Nor does it say how many attention heads it has: ``spec`` (``nnzoo predict --spec``) names the graph where
+    the checkpoint's architectures differ only in that."""
     state = load_tensors(path, "network file")
-    spec, flat = _match_state_dict(module.info, state, path, activation)
+    spec, flat = _match_state_dict(module.info, state, path, activation, spec)
     return spec, flat, state
 
 
@@ -46,6 +48,7 @@ def _match_state_dict(info, state: Any, source: str | Path, activation: str | No
     (e.g. read off an ``nn.Module``) narrows the choice to the checkpoint architectures with its layers;
     ``activation`` (given as ``option``, which errors name) picks among layouts that differ only in it."""
     from nnzoo.nets.functional import state_dict_to_params
+    from nnzoo.nets.graph_spec import GraphSpec
     if not isinstance(state, dict):
         raise NnzooError(f"{source} holds a {type(state).__name__}, not a state dict")
     odd = next((k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)), None)
@@ -79,6 +82,12 @@ def _match_state_dict(info, state: Any, source: str | Path, activation: str | No
     elif len(acts) > 1:
         raise NnzooError(f"{source} fits '{info.name}' networks with activations {', '.join(sorted(acts))}; "
                          f"say which with {option.strip()}")
+    if len(matches) > 1 and spec is None and isinstance(matches[0][0], GraphSpec):  # same shapes: heads, activations
+        names = ", ".join(s.name for s, _ in matches)
+        raise NnzooError(f"{source} fits {len(matches)} architectures of '{info.name}' that a state dict cannot "
+                         f"tell apart ({names}); say which with --spec spec.json, written by json.dump(nnzoo."
+                         "nets.spec_from_module(net, input_shape=..., graph=True).to_dict(), f) (in Python: "
+                         "spec=, or the nn.Module itself)")
     return matches[0]
 
 
@@ -86,6 +95,9 @@ def _same_layers(ours: NetworkSpec, theirs: NetworkSpec) -> bool:
     """Whether checkpoint architecture ``ours`` computes what ``theirs`` (e.g. read off a module) does: the same
     layers and residuals, and the same ``w0`` if it has sines; the output offset is the dataset's convention,
     which a module does not carry."""
+    from nnzoo.nets.graph_spec import GraphSpec
+    if isinstance(ours, GraphSpec) or isinstance(theirs, GraphSpec):  # graphs: the same graph, whatever its name
+        return type(ours) is type(theirs) and replace(ours, name="") == replace(theirs, name="")
     sine = any(layer.activation == "sine" for layer in ours.layers)
     return ours.layers == theirs.layers and ours.residuals == theirs.residuals and (not sine or ours.w0 == theirs.w0)
 
@@ -190,9 +202,10 @@ def _batches(module, networks: list[tuple], batch_size: int):
                [torch.stack([networks[i][1] for i in groups[spec]]) for spec in ordered])
 
 
-def _read_networks(module, files: list[str], activation: str | None = None) -> list[tuple]:
+def _read_networks(module, files: list[str], activation: str | None = None,
+                   spec: NetworkSpec | None = None) -> list[tuple]:
     """Every file read and matched up front, so that a bad one stops the command before any output."""
-    return [read_network(module, Path(file), activation) for file in files]
+    return [read_network(module, Path(file), activation, spec) for file in files]
 
 
 def _predictions(module, networks: list[tuple], batch_size: int,
@@ -244,7 +257,7 @@ def _not_editing(module, instead: str) -> None:
 
 
 def predict_files(module, paths: Iterable[str | os.PathLike], activation: str | None = None,
-                  batch_size: int = DEFAULT_BATCH_SIZE) -> list[dict[str, Any]]:
+                  batch_size: int = DEFAULT_BATCH_SIZE, spec: NetworkSpec | None = None) -> list[dict[str, Any]]:
     """Apply a pretrained classifier or regressor to many networks stored as PyTorch state dicts (``.pth``):
     ``{"file", "prediction"[, "probabilities"]}`` per file of :func:`network_files` (``paths`` may name
     folders and glob patterns), in order.  Every file is read and checked before any forward pass (one line
@@ -253,14 +266,15 @@ def predict_files(module, paths: Iterable[str | os.PathLike], activation: str | 
     _check_batch_size(batch_size)
     _not_editing(module, "edit_files")
     files = network_files(paths)
-    predictions = _predictions(module, _read_networks(module, files, activation), batch_size, files)
+    predictions = _predictions(module, _read_networks(module, files, activation, spec), batch_size, files)
     return [{"file": file, **result} for file, result in zip(files, predictions)]
 
 
-def predict_file(module, path: Path, activation: str | None = None) -> dict[str, Any]:
+def predict_file(module, path: Path, activation: str | None = None,
+                 spec: NetworkSpec | None = None) -> dict[str, Any]:
     """Apply a pretrained classifier or regressor to one network stored as a PyTorch state dict (``.pth``)."""
     _not_editing(module, "edit_file")
-    return _predictions(module, [read_network(module, Path(path), activation)], 1, [path])[0]
+    return _predictions(module, [read_network(module, Path(path), activation, spec)], 1, [path])[0]
 
 
 # ------------------------------------------------------------ networks in memory
@@ -281,6 +295,10 @@ def _networks_in_memory(module, networks: Iterable[nn.Module | Mapping[str, torc
     pass.  A module's architecture, activations included, is read off the module
     (:func:`nnzoo.nets.spec_from_module`) unless ``spec`` is given; a state dict is matched as a file is."""
     from nnzoo.nets.from_module import spec_from_module
+    from nnzoo.nets.graph_spec import GraphSpec
+    shapes = {tuple(s.input_shape) for s in module.info.specs if isinstance(s, GraphSpec)}
+    # graph checkpoints read modules by running them on an input of the checkpoint's shape (ViTs, ResNets)
+    traced = {"input_shape": next(iter(shapes)), "graph": True} if len(shapes) == 1 else {}
     if isinstance(networks, (nn.Module, Mapping)):
         raise NnzooError(f"networks must be a list of nn.Module or state dicts, got one {type(networks).__name__}; "
                          "pass [network]")
@@ -289,7 +307,7 @@ def _networks_in_memory(module, networks: Iterable[nn.Module | Mapping[str, torc
         source = f"network #{i} ({type(net).__name__})"
         if isinstance(net, nn.Module):
             try:
-                layout = spec if spec is not None else spec_from_module(net)
+                layout = spec if spec is not None else spec_from_module(net, **traced)
             except NnzooError as exc:
                 raise NnzooError(f"{source}: {exc}") from None
             state = net.state_dict()

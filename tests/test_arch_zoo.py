@@ -505,3 +505,53 @@ def test_docs_quote_the_measured_graph_sizes():
     table = (REPO / "benchmarks" / "results" / "graph_sizes.md").read_text()
     assert table == graph_sizes.markdown(report["rows"], list(graph_sizes.MODELS))
     assert table.strip() in (REPO / "docs" / "graphs.md").read_text()
+
+
+# ------------------------------------------------------------------ zoo checkpoints: card and predict
+def test_graph_card_names_the_modules_inputs_and_state_dicts():
+    """A zoo checkpoint's card says what its networks are (modules read as graphs), not a CNN's layer list."""
+    from nnzoo.conventions import input_convention
+    recipe = {"grid": TINY_GRID["mixed_zoo"], "image_size": 16, "source": "mnist"}
+    specs = tuple(arch_spec(arch, 16) for arch in ARCHS)
+    card = input_convention(DataInfo("mixed_zoo", "regression", 1, specs, extra={"build": {"recipe": recipe}}))
+    assert card["kind"] == "module graph" and card["architectures"] == [s.name for s in specs]
+    assert card["families"]["resnet"] == "blocks 1/2, width 4" and card["input_shape"] == [1, 16, 16]
+    assert "build_network(arch, 16)" in card["modules"] and "16x16" in card["input"]
+    assert "state_dict" in card["state_dict"] and "--spec" in card["matching"]
+    assert "4 architectures" in card["summary"] and "test accuracy" in card["summary"]
+
+
+def test_a_zoo_checkpoint_predicts_a_users_vit_file_given_its_heads(vit_zoo, nnzoo_home, tmp_path, capsys):
+    """ViTs that differ only in their heads have state dicts of the same shapes: a file alone is refused in one
+    line naming it and --spec; with --spec (or the module in memory) the prediction is that graph's."""
+    import numpy as np
+
+    from nnzoo.inference import predict_networks
+    from nnzoo.nets import spec_from_module
+    from nnzoo.pretrained import load_checkpoint
+    args = ["fit", "--model", "gnn", "--data", "vit_zoo", f"run_dir={tmp_path / 'runs'}", "name=z",
+            *tiny_overrides("vit_zoo"), "model.hidden=8", "model.fourier_features=8", "trainer.max_epochs=1",
+            "trainer.enable_progress_bar=false"]
+    assert main(args) == 0
+    (run,) = (tmp_path / "runs" / "z").glob("version_*")
+    assert main(["export", str(run), "--name", "gnn-tiny-vit", "--folder", str(tmp_path / "ck")]) == 0
+    card = json.loads((tmp_path / "ck" / "manifest.json").read_text())["checkpoints"][0]["input_convention"]
+    assert card["kind"] == "module graph" and card["families"] == {"vit": "depth 1, width 8"}
+    capsys.readouterr()
+    torch.manual_seed(3)
+    nets = {h: build_network({"family": "vit", "depth": 1, "width": 8, "heads": h, "patch": 4}, 16) for h in (1, 2)}
+    nets[2].load_state_dict(nets[1].state_dict())  # the same tensors, read with 1 head or with 2
+    torch.save(nets[2].state_dict(), tmp_path / "vit.pth")
+    ckpt = tmp_path / "ck" / "gnn-tiny-vit.pt"
+    assert main(["predict", "--checkpoint", str(ckpt), str(tmp_path / "vit.pth")]) == 2
+    err = capsys.readouterr().err
+    assert "vit.pth fits 3 architectures" in err and "heads=1" in err and "--spec" in err and err.count("\n") == 1
+    module = load_checkpoint(ckpt)
+    in_memory = {h: predict_networks(module, [net])[0]["prediction"] for h, net in nets.items()}
+    assert in_memory[1] != pytest.approx(in_memory[2], abs=1e-6)  # the head count is read, not guessed
+    for h, net in nets.items():
+        spec_file = tmp_path / f"spec{h}.json"
+        spec_file.write_text(json.dumps(spec_from_module(net, input_shape=(1, 16, 16), graph=True).to_dict()))
+        assert main(["predict", "--checkpoint", str(ckpt), str(tmp_path / "vit.pth"), "--spec", str(spec_file)]) == 0
+        line = json.loads(capsys.readouterr().out)
+        assert np.isclose(line["prediction"], in_memory[h], rtol=0, atol=1e-6)

@@ -236,17 +236,22 @@ def test_data_model_overrides_reach_only_their_cell(tmp_path):
     assert warmup[("mnist_inr", "mlp")] == 0 and warmup[("cnn_zoo", "mlp")] == 0  # the recipes, untouched
 
 
-@pytest.mark.parametrize("name", ["quick", "repro", "datasize", "converged"])
-def test_docs_quote_the_suite_tables(name):
-    """The comparison tables of docs/results.md are the files `nnzoo benchmark <name>` wrote, unedited, and
-    the plots it shows are the ones the suite wrote."""
-    page = (REPO / "docs" / "results.md").read_text()
+@pytest.mark.parametrize("name, page", [("quick", "results.md"), ("repro", "results.md"),
+                                        ("datasize", "results.md"), ("converged", "results.md"),
+                                        ("arch_zoos", "graphs.md")])
+def test_docs_quote_the_suite_tables(name, page):
+    """The comparison tables of the docs are the files `nnzoo benchmark <name>` wrote, unedited, and the
+    plots they show are the ones the suite wrote."""
+    page = (REPO / "docs" / page).read_text()
     for data in load_suite(name).datasets:
         lines = (REPO / "benchmarks" / "results" / name / f"{name}-{data}.md").read_text().splitlines()
         # from the table's own caveats (a partial table, mixed configs) on: a quote never drops them
         first = next(i for i, line in enumerate(lines) if line.startswith(("Partial table", "Mixed configs", "| model")))
         table = "\n".join(lines[first:])
         assert table.strip() in page, data
+        foreign = REPO / "benchmarks" / "results" / name / f"foreign_inrs-{data}.md"  # foreign_inrs.py --suite
+        if foreign.is_file():
+            assert foreign.read_text().strip() in page, foreign.name
     for image in re.findall(rf"\(\.\./benchmarks/results/{name}/([^)]+\.png)\)", page):
         assert (REPO / "benchmarks" / "results" / name / image).is_file(), image
 
@@ -436,3 +441,24 @@ def test_learning_curves_keep_every_point_of_seeds_that_stopped_at_different_epo
     assert [c[0] for c in curve] == [100.0, 200.0, 300.0]
     assert [round(c[1], 6) for c in curve] == [0.15, 0.35, 0.5]
     assert curve[2][2] == 0.0 and curve[0][2] > 0  # the last point has one seed: no band
+
+
+def test_regression_tables_show_r2_beside_kendall_tau(tmp_path):
+    """R² mean ± std over seeds, from the cells, in its own column; classification tables have none."""
+    path = tmp_path / "reg.yaml"
+    path.write_text("models: [gnn, statnn]\ndatasets: [cnn_zoo]\nseeds: [0, 1]\n")
+    suite = load_suite(str(path))
+    for model, r2s in (("gnn", (0.5, 0.7)), ("statnn", (0.1, None))):  # statnn's second seed recorded no R²
+        for seed, r2 in enumerate(r2s):
+            cell = {"model": model, "data": "cnn_zoo", "seed": seed, "num_parameters": 1, "train_seconds": 1.0,
+                    "epochs": 1, "dataset": {"num_train": 10}, "test/kendall_tau": 0.4 + 0.1 * seed}
+            benchmark.write_json(tmp_path / "cells" / f"cnn_zoo-{model}-s{seed}.json",
+                                 {**cell, **({"test/r2": r2} if r2 is not None else {})})
+    rows = {r["model"]: r for r in benchmark.summarize(suite, tmp_path)["cnn_zoo"]}
+    assert rows["gnn"]["r2"] == pytest.approx(0.6) and rows["gnn"]["r2_std"] == pytest.approx(0.1414214)
+    header, _, gnn, statnn = benchmark.markdown_table(list(rows.values())).splitlines()
+    assert "| test/kendall_tau (mean ± std) | test/r2 (mean ± std) | seeds |" in header
+    assert "| 0.450 ± 0.071 | 0.600 ± 0.141 | 2 |" in gnn and "| 0.100 | 2 |" in statnn
+    acc = [{"model": "gnn", "metric": "test/acc", "mean": 0.5, "std": 0.0, "seeds": 1, "params": 1,
+            "train_seconds": 1.0, "networks_per_s": 1.0, "epochs": 1, "published": "", "note": ""}]
+    assert "r2" not in benchmark.markdown_table(acc)

@@ -145,6 +145,46 @@ def test_shipped_inr_checkpoint_reads_inrs_fitted_elsewhere(nnzoo_home):
     assert accuracy >= entry.metrics["test/acc"] - 0.15, accuracy
 
 
+def test_a_suite_is_scored_per_model_over_its_finished_seeds(tmp_path, monkeypatch):
+    """`foreign_inrs.py --suite`: every finished cell's best checkpoint scored, then mean ± std per model over
+    seeds beside the cells' own test accuracy; a partial suite says so; a vanished checkpoint is one line."""
+    import importlib.util
+
+    from nnzoo.benchmark import write_json
+    from nnzoo.errors import NnzooError
+    spec_file = importlib.util.spec_from_file_location("foreign_inrs", REPO / "benchmarks" / "foreign_inrs.py")
+    foreign = importlib.util.module_from_spec(spec_file)
+    spec_file.loader.exec_module(foreign)
+    suite = tmp_path / "s.yaml"
+    suite.write_text("models: [mlp, statnn]\ndatasets: [mnist_inr]\nseeds: [0, 1]\n")
+    accuracy = {("mlp", 0): 0.2, ("mlp", 1): 0.4, ("statnn", 0): 0.5}  # statnn seed 1 has not finished
+    for (model, seed), acc in accuracy.items():
+        ckpt = tmp_path / f"{model}{seed}.ckpt"
+        ckpt.write_bytes(b"x")
+        write_json(tmp_path / "out" / "cells" / f"mnist_inr-{model}-s{seed}.json",
+                   {"model": model, "data": "mnist_inr", "seed": seed, "num_parameters": 1, "train_seconds": 1.0,
+                    "epochs": 1, "dataset": {"num_train": 10}, "test/acc": acc + 0.1, "best_checkpoint": str(ckpt)})
+    loaded = []
+    monkeypatch.setattr(foreign, "load_task", lambda path: loaded.append(Path(path).name) or Path(path).stem)
+
+    def fake_score(modules, per_class, seed):
+        by_label = {label: accuracy[(stem[:-1], int(stem[-1]))] for label, stem in modules.items()}
+        return {"procedures": {p: {"accuracy": {k: v * (i + 1) / 3 for k, v in by_label.items()}}
+                               for i, p in enumerate(foreign.PROCEDURES)}}
+    monkeypatch.setattr(foreign, "score", fake_score)
+    (path,) = foreign.score_suite(str(suite), out=tmp_path / "out")
+    assert loaded == ["mlp0.ckpt", "mlp1.ckpt", "statnn0.ckpt"]
+    md = path.with_suffix(".md").read_text().splitlines()
+    assert md[0] == "Partial table: finished seeds per model: mlp 2/2, statnn 1/2."
+    mlp, statnn = md[-2:]
+    # mlp: accuracies 0.2/0.4 scaled by 1/3, 2/3, 3/3 per procedure; own test 0.3/0.5
+    assert mlp == "| mlp | 2 | 0.100 ± 0.047 | 0.200 ± 0.094 | 0.300 ± 0.141 | 0.400 ± 0.141 |"
+    assert statnn == "| statnn | 1 | 0.167 | 0.333 | 0.500 | 0.600 |"
+    (tmp_path / "statnn0.ckpt").unlink()
+    with pytest.raises(NnzooError, match="mnist_inr / statnn / seed 0: its best checkpoint .*statnn0.ckpt is gone"):
+        foreign.score_suite(str(suite), out=tmp_path / "out")
+
+
 def test_docs_quote_the_measured_foreign_inr_table():
     """`python benchmarks/foreign_inrs.py` writes the table; docs/checkpoints.md quotes it, unedited."""
     table = (REPO / "benchmarks" / "results" / "foreign_inrs.md").read_text()
