@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import time
 from pathlib import Path
 
@@ -278,11 +279,9 @@ def suite_markdown(results: dict) -> str:
 
 
 def _mean_std(values: list[float]) -> str:
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return f"{mean:.3f}"
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))  # sample std, as the tables
-    return f"{mean:.3f} ± {std:.3f}"
+    """``mean ± sample std`` (as the suite tables), the mean alone for one seed."""
+    mean = statistics.mean(values)
+    return f"{mean:.3f} ± {statistics.stdev(values):.3f}" if len(values) > 1 else f"{mean:.3f}"
 
 
 def _own_test_accuracy(name: str, entries: dict) -> float | None:

@@ -150,8 +150,9 @@ def _graph_card(info, specs: list, target: str) -> dict[str, Any]:
                            "an architecture's name spells its arch dict (vit_depth=2_heads=2_patch=4_width=16 is "
                            '{"family": "vit", "depth": 2, "heads": 2, "patch": 4, "width": 16})')
         source = recipe.get("source", "mnist")
-        card["input"] = (f"the shipped {source} digits (nnzoo.data.images.load_images({source!r})) scaled to [0, 1] and resized bilinearly "
-                         f"(antialiased) to {size}x{size}, no further normalisation, shape (B, 1, {size}, {size})")
+        card["input"] = (f"the shipped {source} digits (nnzoo.data.images.load_images({source!r})) scaled to "
+                         f"[0, 1] and resized bilinearly (antialiased) to {size}x{size}, no further normalisation, "
+                         f"shape (B, {', '.join(map(str, shapes[0]))})")
     card["input_shape"] = [list(s) for s in shapes] if len(shapes) > 1 else list(shapes[0])
     card["state_dict"] = ("the module's state_dict (torch.save(net.state_dict(), PATH)): every floating-point "
                           "tensor, read by name in the module's order (BatchNorm running statistics included)")

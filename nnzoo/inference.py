@@ -23,6 +23,7 @@ from torch import nn
 from nnzoo.checks import check_finite_rows
 from nnzoo.errors import NnzooError
 from nnzoo.io import existing_output, load_tensors
+from nnzoo.nets.graph_spec import GraphSpec
 from nnzoo.pretrained import load_checkpoint
 
 if TYPE_CHECKING:
@@ -48,7 +49,6 @@ def _match_state_dict(info, state: Any, source: str | Path, activation: str | No
     (e.g. read off an ``nn.Module``) narrows the choice to the checkpoint architectures with its layers;
     ``activation`` (given as ``option``, which errors name) picks among layouts that differ only in it."""
     from nnzoo.nets.functional import state_dict_to_params
-    from nnzoo.nets.graph_spec import GraphSpec
     if not isinstance(state, dict):
         raise NnzooError(f"{source} holds a {type(state).__name__}, not a state dict")
     odd = next((k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)), None)
@@ -82,12 +82,13 @@ def _match_state_dict(info, state: Any, source: str | Path, activation: str | No
     elif len(acts) > 1:
         raise NnzooError(f"{source} fits '{info.name}' networks with activations {', '.join(sorted(acts))}; "
                          f"say which with {option.strip()}")
-    if len(matches) > 1 and spec is None and isinstance(matches[0][0], GraphSpec):  # same shapes: heads, activations
-        names = ", ".join(s.name for s, _ in matches)
+    if len(matches) > 1 and spec is None:  # tensors of the same shapes: ViT heads, mixed-zoo activations
+        graphs = isinstance(matches[0][0], GraphSpec)
+        names = ", ".join(s.name if graphs else s.describe() for s, _ in matches)
+        read = "net, input_shape=..., graph=True" if graphs else "net"
         raise NnzooError(f"{source} fits {len(matches)} architectures of '{info.name}' that a state dict cannot "
                          f"tell apart ({names}); say which with --spec spec.json, written by json.dump(nnzoo."
-                         "nets.spec_from_module(net, input_shape=..., graph=True).to_dict(), f) (in Python: "
-                         "spec=, or the nn.Module itself)")
+                         f"nets.spec_from_module({read}).to_dict(), f) (in Python: spec=, or the nn.Module itself)")
     return matches[0]
 
 
@@ -95,7 +96,6 @@ def _same_layers(ours: NetworkSpec, theirs: NetworkSpec) -> bool:
     """Whether checkpoint architecture ``ours`` computes what ``theirs`` (e.g. read off a module) does: the same
     layers and residuals, and the same ``w0`` if it has sines; the output offset is the dataset's convention,
     which a module does not carry."""
-    from nnzoo.nets.graph_spec import GraphSpec
     if isinstance(ours, GraphSpec) or isinstance(theirs, GraphSpec):  # graphs: the same graph, whatever its name
         return type(ours) is type(theirs) and replace(ours, name="") == replace(theirs, name="")
     sine = any(layer.activation == "sine" for layer in ours.layers)
@@ -295,7 +295,6 @@ def _networks_in_memory(module, networks: Iterable[nn.Module | Mapping[str, torc
     pass.  A module's architecture, activations included, is read off the module
     (:func:`nnzoo.nets.spec_from_module`) unless ``spec`` is given; a state dict is matched as a file is."""
     from nnzoo.nets.from_module import spec_from_module
-    from nnzoo.nets.graph_spec import GraphSpec
     shapes = {tuple(s.input_shape) for s in module.info.specs if isinstance(s, GraphSpec)}
     # graph checkpoints read modules by running them on an input of the checkpoint's shape (ViTs, ResNets)
     traced = {"input_shape": next(iter(shapes)), "graph": True} if len(shapes) == 1 else {}

@@ -197,7 +197,7 @@ def needed_stats(aggregators: Sequence[str]) -> list[str]:
 
 
 def finish_stats(stats: dict, count: Tensor | int, has_edges: Tensor | None,
-            aggregators: Sequence[str]) -> tuple[Tensor, Tensor | None, Tensor | None]:
+                 aggregators: Sequence[str]) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """The aggregators from the per-node sums, square sums and extremes (formulas of ``pna.aggregate``),
     concatenated along the last axis, with the mean and the mask of unclamped variances that std's gradient
     needs.  ``has_edges`` None: every node has incoming edges."""
