@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import time
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 from rich.table import Table
 
+from nnzoo.benchmark import mean_std_text
 from nnzoo.checkpoint_files import load_checkpoint_file, load_task
 from nnzoo.data.builders.inr import recipe_splits
 from nnzoo.data.images import mnist_images
@@ -274,14 +274,8 @@ def suite_markdown(results: dict) -> str:
     for model, labels in results["models"].items():
         columns = [[results["procedures"][p]["accuracy"][label] for label in labels] for p in procs]
         columns.append([results["own_test_accuracy"][label] for label in labels])
-        lines.append(f"| {model} | {len(labels)} | " + " | ".join(_mean_std(c) for c in columns) + " |")
+        lines.append(f"| {model} | {len(labels)} | " + " | ".join(mean_std_text(c) for c in columns) + " |")
     return "\n".join(lines) + "\n"
-
-
-def _mean_std(values: list[float]) -> str:
-    """``mean ± sample std`` (as the suite tables), the mean alone for one seed."""
-    mean = statistics.mean(values)
-    return f"{mean:.3f} ± {statistics.stdev(values):.3f}" if len(values) > 1 else f"{mean:.3f}"
 
 
 def _own_test_accuracy(name: str, entries: dict) -> float | None:

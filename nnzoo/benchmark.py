@@ -679,6 +679,14 @@ def write_tables(suite: Suite, out: Path, configs: dict[tuple, Any] | None = Non
     return written
 
 
+def mean_std_text(values: list[float]) -> str:
+    """``mean ± sample std`` to 3 decimals, as the suite tables write a metric over seeds; the mean alone for
+    one seed.  Scripts that score a suite's cells further (``benchmarks/foreign_inrs.py``,
+    ``benchmarks/unseen_architectures.py``) write their tables with it too."""
+    mean = statistics.mean(values)
+    return f"{mean:.3f} ± {statistics.stdev(values):.3f}" if len(values) > 1 else f"{mean:.3f}"
+
+
 def unfinished_line(suite: Suite, out: Path, data: str) -> str:
     """A line saying which cells the table still lacks (none: empty), so a partial table never reads as whole."""
     missing = {m: sum(not (out / "cells" / _cell_name(data, m, s)).is_file() for s in suite.seeds_of(m))

@@ -185,6 +185,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from nnzoo.data.packed import read_spec_file
     from nnzoo.inference import edit_files, predict_files
     from nnzoo.pretrained import load_checkpoint
+    if args.allow_unseen and not args.spec:
+        raise NnzooError("--allow-unseen needs --spec: a state dict does not say which graph it is, so only the "
+                         "checkpoint's own architectures can be read off a file alone")
     spec = read_spec_file(args.spec) if args.spec else None  # checked before the checkpoint is loaded
     module = load_checkpoint(args.checkpoint)
     editing = module.info.task == "editing"
@@ -199,7 +202,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         results = edit_files(module, args.files, Path(args.output) if args.output else None, args.force,
                              batch_size=args.batch_size)
     else:
-        results = predict_files(module, args.files, args.activation, batch_size=args.batch_size, spec=spec)
+        results = predict_files(module, args.files, args.activation, batch_size=args.batch_size, spec=spec,
+                                allow_unseen=args.allow_unseen)
     for result in results:
         print(json.dumps(result, allow_nan=False), flush=True)  # JSON lines: never NaN (not JSON), never wrapped
     return 0
@@ -550,6 +554,10 @@ def build_parser() -> argparse.ArgumentParser:
                                   "input_shape=..., graph=True).to_dict(), f)), when their state dicts fit several "
                                   "of the checkpoint's (ViTs that differ only in their heads, mixed-zoo MLPs only in their "
                                   "activation)")
+    p.add_argument("--allow-unseen", action="store_true",
+                   help="with --spec: read an architecture the checkpoint never trained on, where its model can "
+                        "(gnn, transformer, statnn; every neuron and weight type, layer and positional slot seen "
+                        "in training); such predictions extrapolate and a warning says so")
     p.add_argument("--output", help="editing checkpoints: folder for <name>.<dataset>.pth (the edited network, "
                                     "same state-dict format) and <name>.<dataset>.png (input | edited | target); "
                                     "default: next to each input")

@@ -30,24 +30,30 @@ if TYPE_CHECKING:
     from nnzoo.nets.spec import NetworkSpec
 
 
-def read_network(module, path: Path, activation: str | None = None, spec: NetworkSpec | None = None):
+def read_network(module, path: Path, activation: str | None = None, spec: NetworkSpec | None = None,
+                 allow_unseen: bool = False):
     """``(spec, flat parameters, state dict)`` of the network in ``path``, matched against the checkpoint's
     architectures.  A state dict does not say which activation its network uses; when the checkpoint's
     dataset mixes activations on one layout (the Small CNN Zoo's ReLU and tanh CNNs), ``activation`` picks one.
     Nor does it say how many attention heads it has: ``spec`` (``nnzoo predict --spec``) names the graph where
-    the checkpoint's architectures differ only in that."""
+    the checkpoint's architectures differ only in that.  ``allow_unseen`` accepts a ``spec`` outside the
+    checkpoint's architectures where its model can read it (:func:`unseen_architecture_problem`)."""
     state = load_tensors(path, "network file")
-    spec, flat = _match_state_dict(module.info, state, path, activation, spec)
+    spec, flat = _match_state_dict(module.info, state, path, activation, spec,
+                                   unseen_reader=module if allow_unseen else None)
     return spec, flat, state
 
 
 def _match_state_dict(info, state: Any, source: str | Path, activation: str | None = None,
                       spec: NetworkSpec | None = None,
-                      option: str = "--activation ") -> tuple[NetworkSpec, torch.Tensor]:
+                      option: str = "--activation ", unseen_reader: nn.Module | None = None,
+                      ) -> tuple[NetworkSpec, torch.Tensor]:
     """``(spec, flat parameters)`` of state dict ``state``: the checkpoint architecture (of ``info``, a
     :class:`~nnzoo.data.weights.DataInfo`) it fits, one line naming ``source`` when it fits none.  ``spec``
     (e.g. read off an ``nn.Module``) narrows the choice to the checkpoint architectures with its layers;
-    ``activation`` (given as ``option``, which errors name) picks among layouts that differ only in it."""
+    ``activation`` (given as ``option``, which errors name) picks among layouts that differ only in it.
+    ``unseen_reader`` (the checkpoint's module, when the user allows unseen architectures) takes a ``spec``
+    that is none of the checkpoint's as it is, if that module can read it."""
     from nnzoo.nets.functional import state_dict_to_params
     if not isinstance(state, dict):
         raise NnzooError(f"{source} holds a {type(state).__name__}, not a state dict")
@@ -58,11 +64,18 @@ def _match_state_dict(info, state: Any, source: str | Path, activation: str | No
     specs = list(info.specs)
     if spec is not None:
         specs = [s for s in specs if _same_layers(s, spec)]
+        if not specs and unseen_reader is not None:
+            problem = unseen_architecture_problem(unseen_reader, spec)
+            if problem:
+                raise NnzooError(f"{source} is a {spec.describe()} network, none of the {len(info.specs)} "
+                                 f"architecture(s) of '{info.name}', and the checkpoint cannot read it: {problem}")
+            return spec, state_dict_to_params(state, spec, source=source)
         if not specs:
             first = info.specs[0].describe() + (", ..." if len(info.specs) > 1 else "")
             raise NnzooError(f"{source} is a {spec.describe()} network, none of the {len(info.specs)} "
                              f"architecture(s) of '{info.name}' ({first}); the input this checkpoint expects: "
-                             "nnzoo list checkpoints --details")
+                             "nnzoo list checkpoints --details (graph models may read it anyway with "
+                             "--allow-unseen, allow_unseen=True in Python)")
     errors, matches = [], []
     for candidate in specs:  # find the dataset architectures this network fits
         try:
@@ -90,6 +103,32 @@ def _match_state_dict(info, state: Any, source: str | Path, activation: str | No
                          f"tell apart ({names}); say which with --spec spec.json, written by json.dump(nnzoo."
                          f"nets.spec_from_module({read}).to_dict(), f) (in Python: spec=, or the nn.Module itself)")
     return matches[0]
+
+
+def unseen_architecture_problem(module, spec: NetworkSpec) -> str | None:
+    """Why checkpoint ``module`` cannot predict for architecture ``spec``, which it never trained on, or None
+    when it can: its model must read any layout (the registry's ``heterogeneous``: gnn, transformer, statnn),
+    within the model's own size limit (NG-T's ``max_neurons``), and every element of ``spec`` must have a
+    trained counterpart (:meth:`~nnzoo.data.weights.DataInfo.unseen_problem`).  What it predicts for such an
+    architecture is an extrapolation, measured in the docs (docs/graphs.md, unseen architectures)."""
+    from nnzoo.models.registry import MODELS
+    name = module.hparams["model"]["name"]
+    if name not in MODELS.names() or not MODELS.entry(name).meta.get("heterogeneous", False):
+        return f"its model '{name}' reads only the layouts it was built for"
+    limit = getattr(module.model, "max_neurons", None)
+    if limit is not None and spec.num_nodes > limit:
+        return f"it has {spec.num_nodes} neurons, more than '{name}' reads ({limit}, its largest training network)"
+    return module.info.unseen_problem(spec)
+
+
+def _warn_unseen(module, networks: list[tuple], sources: list[str | Path]) -> None:
+    """One warning line when some networks are architectures the checkpoint never trained on."""
+    from nnzoo.progress import warn
+    unseen = [str(source) for (spec, *_), source in zip(networks, sources) if spec not in module.info.specs]
+    if unseen:
+        listed = ", ".join(unseen[:3]) + (", ..." if len(unseen) > 3 else "")
+        warn(f"{len(unseen)} of {len(networks)} network(s) ({listed}) have architectures '{module.info.name}' never "
+             "trained on; their predictions extrapolate (see docs/graphs.md, unseen architectures)")
 
 
 def _same_layers(ours: NetworkSpec, theirs: NetworkSpec) -> bool:
@@ -203,9 +242,11 @@ def _batches(module, networks: list[tuple], batch_size: int):
 
 
 def _read_networks(module, files: list[str], activation: str | None = None,
-                   spec: NetworkSpec | None = None) -> list[tuple]:
+                   spec: NetworkSpec | None = None, allow_unseen: bool = False) -> list[tuple]:
     """Every file read and matched up front, so that a bad one stops the command before any output."""
-    return [read_network(module, Path(file), activation, spec) for file in files]
+    read = [read_network(module, Path(file), activation, spec, allow_unseen) for file in files]
+    _warn_unseen(module, read, files)
+    return read
 
 
 def _predictions(module, networks: list[tuple], batch_size: int,
@@ -257,24 +298,28 @@ def _not_editing(module, instead: str) -> None:
 
 
 def predict_files(module, paths: Iterable[str | os.PathLike], activation: str | None = None,
-                  batch_size: int = DEFAULT_BATCH_SIZE, spec: NetworkSpec | None = None) -> list[dict[str, Any]]:
+                  batch_size: int = DEFAULT_BATCH_SIZE, spec: NetworkSpec | None = None,
+                  allow_unseen: bool = False) -> list[dict[str, Any]]:
     """Apply a pretrained classifier or regressor to many networks stored as PyTorch state dicts (``.pth``):
     ``{"file", "prediction"[, "probabilities"]}`` per file of :func:`network_files` (``paths`` may name
     folders and glob patterns), in order.  Every file is read and checked before any forward pass (one line
     naming the first bad file); then ``batch_size`` networks go through the model at a time, with the
-    results of one network at a time up to float rounding (the models do not mix the networks of a batch)."""
+    results of one network at a time up to float rounding (the models do not mix the networks of a batch).
+    ``allow_unseen`` lets a ``spec`` outside the checkpoint's architectures through where the model can read
+    it (:func:`unseen_architecture_problem`), with a warning: such predictions extrapolate."""
     _check_batch_size(batch_size)
     _not_editing(module, "edit_files")
     files = network_files(paths)
-    predictions = _predictions(module, _read_networks(module, files, activation, spec), batch_size, files)
+    read = _read_networks(module, files, activation, spec, allow_unseen)
+    predictions = _predictions(module, read, batch_size, files)
     return [{"file": file, **result} for file, result in zip(files, predictions)]
 
 
 def predict_file(module, path: Path, activation: str | None = None,
-                 spec: NetworkSpec | None = None) -> dict[str, Any]:
+                 spec: NetworkSpec | None = None, allow_unseen: bool = False) -> dict[str, Any]:
     """Apply a pretrained classifier or regressor to one network stored as a PyTorch state dict (``.pth``)."""
     _not_editing(module, "edit_file")
-    return _predictions(module, [read_network(module, Path(path), activation, spec)], 1, [path])[0]
+    return _predictions(module, _read_networks(module, [str(path)], activation, spec, allow_unseen), 1, [path])[0]
 
 
 # ------------------------------------------------------------ networks in memory
@@ -290,7 +335,7 @@ def _checkpoint_module(checkpoint):
 
 
 def _networks_in_memory(module, networks: Iterable[nn.Module | Mapping[str, torch.Tensor]],
-                        spec: NetworkSpec | None, activation: str | None) -> list[tuple]:
+                        spec: NetworkSpec | None, activation: str | None, allow_unseen: bool = False) -> list[tuple]:
     """``(spec, flat, state dict)`` of every network, all matched against the checkpoint before any forward
     pass.  A module's architecture, activations included, is read off the module
     (:func:`nnzoo.nets.spec_from_module`) unless ``spec`` is given; a state dict is matched as a file is."""
@@ -314,15 +359,17 @@ def _networks_in_memory(module, networks: Iterable[nn.Module | Mapping[str, torc
             layout, state = spec, dict(net)
         else:
             raise NnzooError(f"{source} is neither an nn.Module nor a state dict (a mapping of names to tensors)")
-        read.append((*_match_state_dict(module.info, state, source, activation, layout, "activation="), state))
+        read.append((*_match_state_dict(module.info, state, source, activation, layout, "activation=",
+                                         module if allow_unseen else None), state))
     if not read:
         raise NnzooError("networks is empty; pass at least one nn.Module or state dict")
+    _warn_unseen(module, read, [f"network #{i}" for i in range(len(read))])
     return read
 
 
 def predict_networks(checkpoint, networks: Iterable[nn.Module | Mapping[str, torch.Tensor]],
                      spec: NetworkSpec | None = None, activation: str | None = None,
-                     batch_size: int = DEFAULT_BATCH_SIZE) -> list[dict[str, Any]]:
+                     batch_size: int = DEFAULT_BATCH_SIZE, allow_unseen: bool = False) -> list[dict[str, Any]]:
     """Apply a classifier or regressor checkpoint to networks in memory, ``nn.Module`` s or state dicts, with no
     file and no label: ``{"prediction"[, "probabilities"]}`` per network, in order, as :func:`predict_files`
     gives per file.
@@ -333,17 +380,19 @@ def predict_networks(checkpoint, networks: Iterable[nn.Module | Mapping[str, tor
     and must be one of the checkpoint's architectures (its output offset, which a module does not carry, is
     the checkpoint's).  A state dict without ``spec`` is matched as a file is (``activation`` picks the
     activation where the checkpoint's data has several).  Every network is checked before the first forward
-    pass; a mismatch is one :class:`~nnzoo.errors.NnzooError` line naming ``network #i``."""
+    pass; a mismatch is one :class:`~nnzoo.errors.NnzooError` line naming ``network #i``.  ``allow_unseen``
+    accepts architectures outside the checkpoint's where its model can read them
+    (:func:`unseen_architecture_problem`), with a warning: those predictions extrapolate."""
     module = _checkpoint_module(checkpoint)
     _check_batch_size(batch_size)
     _not_editing(module, "edit_networks")
-    read = _networks_in_memory(module, networks, spec, activation)
+    read = _networks_in_memory(module, networks, spec, activation, allow_unseen)
     return _predictions(module, read, batch_size, [f"network #{i}" for i in range(len(read))])
 
 
 def embed_networks(checkpoint, networks: Iterable[nn.Module | Mapping[str, torch.Tensor]],
                    spec: NetworkSpec | None = None, activation: str | None = None,
-                   batch_size: int = DEFAULT_BATCH_SIZE) -> torch.Tensor:
+                   batch_size: int = DEFAULT_BATCH_SIZE, allow_unseen: bool = False) -> torch.Tensor:
     """``(N, D)`` embeddings of ``N`` networks in memory (``nn.Module`` s or state dicts, read as
     :func:`predict_networks` reads them): the checkpoint's own representation of each network, the vector
     its final head maps to the prediction.  Use it to retrieve similar networks (nearest neighbours) or to
@@ -363,7 +412,7 @@ def embed_networks(checkpoint, networks: Iterable[nn.Module | Mapping[str, torch
     module = _checkpoint_module(checkpoint)
     _check_batch_size(batch_size)
     head = _embedding_head(module)
-    read = _networks_in_memory(module, networks, spec, activation)
+    read = _networks_in_memory(module, networks, spec, activation, allow_unseen)
     captured: list[torch.Tensor] = []
     hook = head.register_forward_pre_hook(lambda _, inputs: captured.append(inputs[0].flatten(1)))
     rows: list[torch.Tensor | None] = [None] * len(read)

@@ -521,7 +521,20 @@ def test_graph_card_names_the_modules_inputs_and_state_dicts():
     assert "4 architectures" in card["summary"] and "test accuracy" in card["summary"]
 
 
-def test_a_zoo_checkpoint_predicts_a_users_vit_file_given_its_heads(vit_zoo, nnzoo_home, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def tiny_vit_checkpoint(vit_zoo, nnzoo_home, tmp_path_factory) -> Path:
+    """A gnn fitted for one epoch on the tiny ViT zoo (depth 1, width 8), exported: ``ck/gnn-tiny-vit.pt``."""
+    folder = tmp_path_factory.mktemp("tiny_vit_checkpoint")
+    args = ["fit", "--model", "gnn", "--data", "vit_zoo", f"run_dir={folder / 'runs'}", "name=z",
+            *tiny_overrides("vit_zoo"), "model.hidden=8", "model.fourier_features=8", "trainer.max_epochs=1",
+            "trainer.enable_progress_bar=false"]
+    assert main(args) == 0
+    (run,) = (folder / "runs" / "z").glob("version_*")
+    assert main(["export", str(run), "--name", "gnn-tiny-vit", "--folder", str(folder / "ck")]) == 0
+    return folder / "ck" / "gnn-tiny-vit.pt"
+
+
+def test_a_zoo_checkpoint_predicts_a_users_vit_file_given_its_heads(tiny_vit_checkpoint, tmp_path, capsys):
     """ViTs that differ only in their heads have state dicts of the same shapes: a file alone is refused in one
     line naming it and --spec; with --spec (or the module in memory) the prediction is that graph's."""
     import numpy as np
@@ -529,20 +542,14 @@ def test_a_zoo_checkpoint_predicts_a_users_vit_file_given_its_heads(vit_zoo, nnz
     from nnzoo.inference import predict_networks
     from nnzoo.nets import spec_from_module
     from nnzoo.pretrained import load_checkpoint
-    args = ["fit", "--model", "gnn", "--data", "vit_zoo", f"run_dir={tmp_path / 'runs'}", "name=z",
-            *tiny_overrides("vit_zoo"), "model.hidden=8", "model.fourier_features=8", "trainer.max_epochs=1",
-            "trainer.enable_progress_bar=false"]
-    assert main(args) == 0
-    (run,) = (tmp_path / "runs" / "z").glob("version_*")
-    assert main(["export", str(run), "--name", "gnn-tiny-vit", "--folder", str(tmp_path / "ck")]) == 0
-    card = json.loads((tmp_path / "ck" / "manifest.json").read_text())["checkpoints"][0]["input_convention"]
+    ckpt = tiny_vit_checkpoint
+    card = json.loads((ckpt.parent / "manifest.json").read_text())["checkpoints"][0]["input_convention"]
     assert card["kind"] == "module graph" and card["families"] == {"vit": "depth 1, width 8"}
     capsys.readouterr()
     torch.manual_seed(3)
     nets = {h: build_network({"family": "vit", "depth": 1, "width": 8, "heads": h, "patch": 4}, 16) for h in (1, 2)}
     nets[2].load_state_dict(nets[1].state_dict())  # the same tensors, read with 1 head or with 2
     torch.save(nets[2].state_dict(), tmp_path / "vit.pth")
-    ckpt = tmp_path / "ck" / "gnn-tiny-vit.pt"
     assert main(["predict", "--checkpoint", str(ckpt), str(tmp_path / "vit.pth")]) == 2
     err = capsys.readouterr().err
     assert "vit.pth fits 3 architectures" in err and "heads=1" in err and "--spec" in err and err.count("\n") == 1
@@ -555,3 +562,157 @@ def test_a_zoo_checkpoint_predicts_a_users_vit_file_given_its_heads(vit_zoo, nnz
         assert main(["predict", "--checkpoint", str(ckpt), str(tmp_path / "vit.pth"), "--spec", str(spec_file)]) == 0
         line = json.loads(capsys.readouterr().out)
         assert np.isclose(line["prediction"], in_memory[h], rtol=0, atol=1e-6)
+
+
+def _permute_heads_and_mlp(net: nn.Module) -> nn.Module:
+    """A copy of ZooViT ``net`` computing the same function: its first two attention heads swapped (q, k, v
+    rows and the out_proj columns reading them, together) and its feed-forward neurons permuted, every block."""
+    import copy
+    out = copy.deepcopy(net)
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for block in out.blocks:
+            attn, width = block.self_attn, block.self_attn.embed_dim
+            dh = width // attn.num_heads
+            heads = torch.cat([torch.arange(dh, 2 * dh), torch.arange(dh), torch.arange(2 * dh, width)])
+            rows = torch.cat([heads + i * width for i in range(3)])
+            attn.in_proj_weight.copy_(attn.in_proj_weight[rows])
+            attn.in_proj_bias.copy_(attn.in_proj_bias[rows])
+            attn.out_proj.weight.copy_(attn.out_proj.weight[:, heads])
+            p = torch.randperm(block.linear1.out_features, generator=g)
+            block.linear1.weight.copy_(block.linear1.weight[p])
+            block.linear1.bias.copy_(block.linear1.bias[p])
+            block.linear2.weight.copy_(block.linear2.weight[:, p])
+    return out
+
+
+def test_allow_unseen_predicts_for_a_vit_width_the_checkpoint_never_trained_on(tiny_vit_checkpoint, tmp_path,
+                                                                             capsys):
+    """A zoo checkpoint (widths 8) reads a width-12 ViT only when asked (--allow-unseen, with --spec), warns that
+    the prediction extrapolates, predicts what the in-memory module gives and the same for a copy whose heads
+    and MLP neurons are permuted; what training gave it nothing for (a second block's positions) is refused in
+    one line naming the reason, and so is --allow-unseen without --spec."""
+    import numpy as np
+
+    from nnzoo.inference import embed_networks, predict_networks
+    from nnzoo.nets import spec_from_module
+    from nnzoo.pretrained import load_checkpoint
+    ckpt = tiny_vit_checkpoint
+    torch.manual_seed(4)
+    net = build_network({"family": "vit", "depth": 1, "width": 12, "heads": 2, "patch": 4}, 16)
+    permuted = _permute_heads_and_mlp(net)
+    x = torch.rand(3, 1, 16, 16)
+    assert torch.allclose(net.eval()(x), permuted.eval()(x), atol=1e-5)  # a symmetry of the network
+    files = []
+    for name, module in (("vit12", net), ("vit12_permuted", permuted)):
+        torch.save(module.state_dict(), tmp_path / f"{name}.pth")
+        files.append(str(tmp_path / f"{name}.pth"))
+    spec_file = tmp_path / "spec12.json"
+    spec_file.write_text(json.dumps(spec_from_module(net, input_shape=(1, 16, 16), graph=True).to_dict()))
+    capsys.readouterr()
+    predict = ["predict", "--checkpoint", str(ckpt), *files, "--spec", str(spec_file)]
+    assert main(predict) == 2
+    err = capsys.readouterr().err
+    assert "vit12.pth is a ZooViT graph" in err and "--allow-unseen" in err and err.count("\n") == 1
+    assert main(predict[:-2]  + ["--allow-unseen"]) == 2
+    err = capsys.readouterr().err
+    assert "--allow-unseen needs --spec" in err and err.count("\n") == 1
+    assert main(predict + ["--allow-unseen"]) == 0
+    captured = capsys.readouterr()
+    assert "warning: 2 of 2 network(s)" in captured.err and "never trained on" in captured.err
+    lines = [json.loads(line) for line in captured.out.splitlines()]
+    in_memory = predict_networks(load_checkpoint(ckpt), [net], allow_unseen=True)[0]["prediction"]
+    assert np.isclose(lines[0]["prediction"], in_memory, rtol=0, atol=1e-6)
+    assert np.isclose(lines[1]["prediction"], lines[0]["prediction"], rtol=0, atol=1e-5)
+    # in float64, the embedding (what the head reads) is invariant to the symmetry and moves under a non-symmetry
+    embedded = embed_networks(load_checkpoint(ckpt).double(), [net, permuted, copy_with_scaled_values(net)],
+                              allow_unseen=True)
+    assert (embedded[1] - embedded[0]).abs().max() <= 1e-10  # float64 rounding
+    assert (embedded[2] - embedded[0]).abs().max() > 1e-6  # a one-epoch tiny model reads weights faintly
+    deeper = build_network({"family": "vit", "depth": 2, "width": 12, "heads": 2, "patch": 4}, 16)
+    with pytest.raises(NnzooError, match=r"cannot read it: it has \d+ hidden positional slots, the checkpoint's "
+                                         r"networks at most \d+"):
+        predict_networks(ckpt, [deeper], allow_unseen=True)
+
+
+def copy_with_scaled_values(net: nn.Module) -> nn.Module:
+    """A copy of ZooViT ``net`` with its first head's value weights doubled: a different function."""
+    import copy
+    out = copy.deepcopy(net)
+    attn = out.blocks[0].self_attn
+    width, dh = attn.embed_dim, attn.embed_dim // attn.num_heads
+    with torch.no_grad():
+        attn.in_proj_weight[2 * width:2 * width + dh] *= 2
+    return out
+
+
+def test_unseen_architectures_are_refused_where_training_gave_the_model_nothing():
+    """DataInfo.unseen_problem names the first element of an unseen architecture with no trained counterpart;
+    NG-T also refuses one larger than its largest training network (its memory chunks are sized by it)."""
+    from nnzoo.inference import unseen_architecture_problem
+    from nnzoo.nets import spec_from_module
+    from nnzoo.nets.spec import mlp_spec
+    from nnzoo.tasks.regression import RegressionTask
+
+    def graph(arch):
+        return spec_from_module(build_network(arch, 16), input_shape=(1, 16, 16), graph=True)
+
+    vit = {"family": "vit", "depth": 1, "width": 8, "heads": 2, "patch": 4}
+    info = DataInfo("vits", "regression", 1, (graph(vit), graph({**vit, "heads": 1})))
+    assert info.unseen_problem(graph({**vit, "width": 12, "heads": 3})) is None
+    assert "hidden positional slots" in info.unseen_problem(graph({**vit, "depth": 2}))
+    assert "kernel rows" in info.unseen_problem(graph({**vit, "patch": 8}))
+    assert "relu never occurs" in info.unseen_problem(graph({"family": "resnet", "blocks": 1, "width": 4}))
+    other_classes = spec_from_module(build_network(vit, 16, classes=7), input_shape=(1, 16, 16), graph=True)
+    assert "7 output neurons" in info.unseen_problem(other_classes)
+    assert "it is a layer chain" in info.unseen_problem(mlp_spec([256, 16, 10]))
+    for model, options, readable in (("gnn", {"hidden": 8, "fourier_features": 8}, True),
+                                     ("transformer", {"d_node": 8, "d_edge": 8, "d_attn": 8, "d_node_hidden": 8,
+                                                      "d_edge_hidden": 8, "heads": 2, "layers": 1,
+                                                      "fourier_features": 8, "head_hidden": 8}, False)):
+        task = RegressionTask({"name": model, **options}, info.to_dict())
+        problem = unseen_architecture_problem(task, graph({**vit, "width": 16}))
+        assert (problem is None) == readable, (model, problem)
+        if not readable:
+            assert "neurons, more than 'transformer' reads" in problem
+
+
+def _unseen_script():
+    spec = importlib.util.spec_from_file_location("unseen_architectures",
+                                                  REPO / "benchmarks" / "unseen_architectures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_unseen_architecture_benchmark_scores_each_network_against_its_own_accuracy(vit_zoo,
+                                                                                       tiny_vit_checkpoint):
+    """benchmarks/unseen_architectures.py: tau and R² over every readable network, each prediction paired with
+    that network's measured accuracy (checked against a network-by-network computation), subsets too small
+    to rank are n/a, and the table is mean ± std over seeds."""
+    from torchmetrics.functional import kendall_rank_corrcoef, r2_score
+
+    from nnzoo.pretrained import load_checkpoint
+    script = _unseen_script()
+    zoo = load_arch_zoo(vit_zoo)
+    archs = [e["arch"] for e in json.loads((vit_zoo / INDEX).read_text())["architectures"]]
+    module = load_checkpoint(tiny_vit_checkpoint)
+    scored = script.score(module, zoo, archs, batch_size=5)
+    preds, targets = [], []
+    for i in range(len(zoo.accuracy)):  # one network at a time, by its id
+        g, r = int(zoo.group[i]), int(zoo.row[i])
+        batch = WeightBatch([zoo.specs[g]], [zoo.params[g][r:r + 1]], torch.zeros(1))
+        preds.append(float(module.predict_scores(batch)))
+        targets.append(float(zoo.accuracy[i]))
+    preds, targets = torch.tensor(preds), torch.tensor(targets)
+    assert scored["networks_read"] == scored["networks"] == len(targets) and not scored["skipped"]
+    assert scored["all"]["kendall_tau"] == pytest.approx(float(kendall_rank_corrcoef(preds, targets)), abs=1e-6)
+    assert scored["all"]["r2"] == pytest.approx(float(r2_score(preds, targets)), abs=1e-5)
+    assert scored["width 12"] is None and scored["3 heads"] is None  # the tiny zoo has width 8 only
+    entry = {"model": "gnn", "networks_read": 3, "networks": 4, "own_test": {"kendall_tau": 0.5, "r2": 0.1},
+             "control": {"kendall_tau": 0.6, "r2": 0.2}, **{s: {"kendall_tau": 0.7, "r2": 0.3} for s in script.SUBSETS}}
+    table = script.markdown({"checkpoints": {"gnn s0": entry, "gnn s1": {**entry, "all": {"kendall_tau": 0.9,
+                                                                                          "r2": 0.5}}}})
+    row = table.splitlines()[2]
+    assert row.startswith("| gnn | 2 | 0.500 ± 0.000 (0.100 ± 0.000) | 0.600 ± 0.000 (0.200 ± 0.000) | "
+                          "0.800 ± 0.141 (0.400 ± 0.141) |") and row.endswith("| 3 of 4 |")

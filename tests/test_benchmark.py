@@ -249,9 +249,10 @@ def test_docs_quote_the_suite_tables(name, page):
         first = next(i for i, line in enumerate(lines) if line.startswith(("Partial table", "Mixed configs", "| model")))
         table = "\n".join(lines[first:])
         assert table.strip() in page, data
-        foreign = REPO / "benchmarks" / "results" / name / f"foreign_inrs-{data}.md"  # foreign_inrs.py --suite
-        if foreign.is_file():
-            assert foreign.read_text().strip() in page, foreign.name
+        for script in ("foreign_inrs", "unseen_architectures"):  # benchmarks/<script>.py --suite
+            scored = REPO / "benchmarks" / "results" / name / f"{script}-{data}.md"
+            if scored.is_file():
+                assert scored.read_text().strip() in page, scored.name
     for image in re.findall(rf"\(\.\./benchmarks/results/{name}/([^)]+\.png)\)", page):
         assert (REPO / "benchmarks" / "results" / name / image).is_file(), image
 

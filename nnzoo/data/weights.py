@@ -183,6 +183,26 @@ def layer_statistics(specs: Sequence[NetworkSpec], params: Sequence[Tensor]) -> 
     return stats
 
 
+def _activations(spec: NetworkSpec) -> set[str]:
+    """The activation functions of ``spec``'s hidden neurons."""
+    from nnzoo.nets.graph_spec import GraphSpec, NODE_KINDS
+    from nnzoo.nets.spec import ACTIVATIONS
+    if isinstance(spec, GraphSpec):
+        nodes = spec.node_array
+        return {ACTIVATIONS[a] for a in set(nodes[nodes[:, 0] != NODE_KINDS.index("input"), 2].tolist())}
+    return {layer.activation for layer in spec.layers[:-1]}
+
+
+def _node_kinds(spec: NetworkSpec) -> set[str]:
+    from nnzoo.nets.graph_spec import GraphSpec, NODE_KINDS
+    return {NODE_KINDS[k] for k in set(spec.node_array[:, 0].tolist())} if isinstance(spec, GraphSpec) else set()
+
+
+def _edge_kinds(spec: NetworkSpec) -> set[str]:
+    from nnzoo.nets.graph_spec import EDGE_KINDS, GraphSpec
+    return {EDGE_KINDS[k] for k in set(spec.edge_array[:, 2].tolist())} if isinstance(spec, GraphSpec) else set()
+
+
 NORMALIZATIONS = ("layer", "entry", "none")
 """``data.normalize``: per (role, layer) statistics (equivariant), per entry (the DWSNets trainer), or raw weights."""
 
@@ -264,6 +284,45 @@ class DataInfo:
     def num_pos_slots(self) -> int:
         """Rows of a positional-embedding table: inputs, one per hidden layer, outputs."""
         return self.network_inputs + self.max_hidden_groups + self.network_outputs
+
+    def unseen_problem(self, spec: NetworkSpec) -> str | None:
+        """Why a model trained on this dataset has learned nothing for some element of ``spec``, an
+        architecture outside :attr:`specs`, or None when every element has a trained counterpart.
+
+        A graph metanetwork reads any graph, but only what training gave it is learned: the input and output
+        neurons' embeddings, the positional slots of hidden neurons, the edge features' kernel size, the
+        per-(role, layer) standardisation and StatNN's per-layer features, the activations and the node and
+        edge types.  Beyond those, a prediction would rest on untrained vectors or silently dropped tensors, so
+        such an architecture is refused rather than extrapolated to."""
+        from nnzoo.nets.graph_spec import GraphSpec
+        graph = isinstance(spec, GraphSpec)
+        if any(isinstance(s, GraphSpec) != graph for s in self.specs):
+            return (f"it is a {'module graph' if graph else 'layer chain'}, the checkpoint's networks are "
+                    f"{'layer chains' if graph else 'module graphs'}")
+        first = self.specs[0]
+        if (spec.num_inputs, spec.num_outputs) != (first.num_inputs, first.num_outputs) or \
+                getattr(spec, "input_shape", ()) != getattr(first, "input_shape", ()) or \
+                spec.input_kind != first.input_kind:
+            shape = f" on inputs {tuple(first.input_shape)}" if graph else f" ({first.input_kind})"
+            return (f"it has {spec.num_inputs} input and {spec.num_outputs} output neurons, the checkpoint's "
+                    f"networks {first.num_inputs} and {first.num_outputs}{shape}")
+        limits = [("hidden positional slots", spec.hidden_slots, self.max_hidden_groups),
+                  ("layers (tensor groups)", spec.num_layers, max(s.num_layers for s in self.specs)),
+                  ("kernel rows", spec.max_kernel[0], self.edge_kernel[0]),
+                  ("kernel columns", spec.max_kernel[1], self.edge_kernel[1])]
+        for what, theirs, ours in limits:
+            if theirs > ours:
+                return f"it has {theirs} {what}, the checkpoint's networks at most {ours}"
+        if "entry" in self.stats and not any(s.num_params == spec.num_params for s in self.specs):
+            return "the checkpoint standardises each weight entry of its own layout (data.normalize=entry)"
+        for name, kinds in (("activation", _activations), ("neuron type", _node_kinds),
+                            ("weight type", _edge_kinds)):
+            new = kinds(spec) - set().union(*(kinds(s) for s in self.specs))
+            if new:
+                return f"its {name} {', '.join(sorted(new))} never occurs in the checkpoint's networks"
+        if spec.has_norm and not any(s.has_norm for s in self.specs):
+            return "it has normalisation layers, the checkpoint's networks none"
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "task": self.task, "num_outputs": self.num_outputs,

@@ -114,7 +114,10 @@ class NeuralGraphTransformer(nn.Module):
                 "with edges, or narrower model.d_attn/d_edge_hidden/layers")
         # the attention's (n x n x d_attn) float32 tensor of one network: what over_network_chunks keeps off
         # fresh pages
-        self.pair_bytes = 4 * d_attn * max(spec.num_nodes for spec in info.specs) ** 2
+        self.pair_bytes = 4 * d_attn * largest.num_nodes ** 2
+        # memory chunks are sized by the largest training network, so no larger architecture is read at
+        # prediction time (nnzoo.inference.unseen_architecture_problem)
+        self.max_neurons = largest.num_nodes
         self.layers = nn.ModuleList(
             RelationalTransformerLayer(d_node, d_edge, d_attn, d_node_hidden, d_edge_hidden, heads, dropout,
                                        # a classifier never reads the last layer's edges; an editor does
