@@ -57,4 +57,5 @@ ZOO_BUDGET=(trainer.max_epochs=10 seed=0)
 fit_and_export gnn-vit_zoo gnn vit_zoo "${ZOO_BUDGET[@]}"
 fit_and_export transformer-vit_zoo transformer vit_zoo "${ZOO_BUDGET[@]}"  # batch 8: the vit_zoo config's NG-T recipe
 fit_and_export gnn-mixed_zoo gnn mixed_zoo "${ZOO_BUDGET[@]}"
+fit_and_export transformer-mixed_zoo transformer mixed_zoo "${ZOO_BUDGET[@]}"
 "$NNZOO" list checkpoints
