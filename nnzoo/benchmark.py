@@ -765,7 +765,10 @@ def _plot_curves(curves: dict[str, list[tuple[float, float, float]]], path: Path
             x, mean, std = (list(c) for c in zip(*curve))
             ax.plot(x, mean, marker=".", label=model)
             ax.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], alpha=0.15)
-        ax.legend(fontsize=7)
+        if any(curves.values()):
+            ax.legend(fontsize=7)
+        else:  # say why the axes are empty rather than leave a blank plot (and matplotlib's empty-legend warning)
+            ax.text(0.5, 0.5, "no defined validation value yet", transform=ax.transAxes, ha="center", va="center")
     _figure(path, draw, title, "training networks seen", "validation metric (mean ± std over seeds)")
 
 
