@@ -22,6 +22,7 @@ vit_zoo.{json,md}`` (mean ± std over each model's finished seeds), which docs/g
 from __future__ import annotations
 
 import argparse
+import functools
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -51,10 +52,6 @@ BUILD_SEED = 1
 """The unseen zoo's seed: other runs, hyperparameter draws and held-out digits than the training zoo's seed 0."""
 
 
-_LOADED: dict[Path, tuple] = {}
-"""Zoos read in this process, by folder: every cell of a suite shares one recipe, so each zoo is read once."""
-
-
 def new_zoo(build: dict[str, Any], runs: int, unseen: bool = True):
     """``(zoo, architectures)``: a zoo built (once, cached) by the recipe ``build`` of a checkpoint's training
     zoo (its ``data.build``) with :data:`BUILD_SEED` and ``runs`` runs, of :data:`UNSEEN_GRID` or, with
@@ -65,9 +62,13 @@ def new_zoo(build: dict[str, Any], runs: int, unseen: bool = True):
     if unseen:
         config.grid = {"vit": UNSEEN_GRID}
     folder = build_arch_zoo(cache_home() / "datasets", DATA, config)
-    if folder not in _LOADED:
-        _LOADED[folder] = (load_arch_zoo(folder), _architectures(folder))
-    return _LOADED[folder]
+    return _read_zoo(folder)
+
+
+@functools.cache
+def _read_zoo(folder: Path):
+    """A built zoo and its architectures, read once per process: every cell of a suite shares one recipe."""
+    return load_arch_zoo(folder), _architectures(folder)
 
 
 def _architectures(folder: Path) -> list[dict[str, Any]]:
